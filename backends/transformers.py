@@ -1,0 +1,92 @@
+"""Hugging Face `transformers serve` (transformers >= 5.2).
+
+Facts this relies on (transformers 5.23 `serve --help` and source):
+- `transformers serve [FORCE_MODEL] --host --port --device --dtype --trust-remote-code
+  --quantization --attn-implementation --continuous-batching --log-level`;
+- with FORCE_MODEL the model is preloaded and pinned (no idle unload) and requests must
+  name it by that exact string; there is no served-name flag and no API key;
+- `/health` answers before a model loads; `/v1/models` scans the HF cache and never lists
+  a local directory, so readiness for a local model is a real completion.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from llmdeploy_cli.backend import Backend, Command, Endpoint, Plan, RenderContext, Step, flag
+from llmdeploy_cli.engine_env import executable_for_argv
+from llmdeploy_cli.profile import Profile
+
+
+class TransformersOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    attn_implementation: str | None = Field(None, description="e.g. sdpa, flash_attention_2")
+    continuous_batching: bool = Field(False, description="Paged attention + continuous batching")
+    compile: bool = Field(False, description="torch.compile the model")
+    reasoning: Literal["on", "off", "auto"] | None = Field(None, description="Reasoning mode")
+    log_level: str | None = Field(None, description="Server log level (default: warning)")
+    default_seed: int | None = Field(None, description="Default torch seed")
+
+
+class TransformersBackend(Backend):
+    name = "transformers"
+    summary = "Hugging Face transformers serve (CPU or GPU, any HF model)"
+    default_port = 8000
+    executable = "transformers"
+    distribution = "transformers"
+    newest_known = "5.23.0"
+    Options = TransformersOptions
+    supports = frozenset(
+        {
+            "model.dtype",
+            "model.trust_remote_code",
+            "model.quantization",
+            "resources.device",
+        }
+    )
+    install_hint = "python -m venv ~/.venvs/transformers && ~/.venvs/transformers/bin/pip install 'transformers[serving]' torch"
+    lists_models = False
+    timeouts = (180.0, 600.0, 300.0)
+
+    def model_arg(self, profile: Profile) -> str:
+        local = profile.model_path()
+        return str(local) if local is not None else profile.model.source
+
+    def endpoint(self, profile: Profile, ctx: RenderContext) -> Endpoint:
+        ep = super().endpoint(profile, ctx)
+        # The pinned model answers only to the exact string it was started with.
+        return Endpoint(
+            base_url=ep.base_url,
+            model=self.model_arg(profile),
+            health_url=ep.health_url,
+            api_key_env=None,
+            task=ep.task,
+        )
+
+    def build(self, profile: Profile, ctx: RenderContext) -> Plan:
+        opts: TransformersOptions = self.options(profile)
+        m, r = profile.model, profile.resources
+        argv = [executable_for_argv(self, profile), "serve", self.model_arg(profile)]
+        flag(argv, "--host", profile.server.host)
+        flag(argv, "--port", self.port(profile, ctx))
+        flag(argv, "--device", r.device)
+        flag(argv, "--dtype", m.dtype)
+        flag(argv, "--trust-remote-code", m.trust_remote_code)
+        flag(argv, "--quantization", m.quantization)
+        flag(argv, "--attn-implementation", opts.attn_implementation)
+        flag(argv, "--continuous-batching", opts.continuous_batching)
+        flag(argv, "--compile", opts.compile)
+        flag(argv, "--reasoning", opts.reasoning)
+        flag(argv, "--log-level", opts.log_level)
+        flag(argv, "--default-seed", opts.default_seed)
+        argv += profile.extra_args
+        env = self.base_env(profile, ctx)
+        return Plan(
+            steps=[Step("server", Command(argv, env))],
+            endpoint=self.endpoint(profile, ctx),
+            engine_version=ctx.engine_version,
+            version_source=ctx.version_source,
+        )

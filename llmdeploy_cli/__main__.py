@@ -1,0 +1,3 @@
+from llmdeploy_cli.cli.app import main
+
+main()

@@ -1,0 +1,324 @@
+"""The backend plugin interface (DESIGN.md §3).
+
+A backend turns a Profile into a Plan (argv, env, generated files, the endpoint) without
+side effects, so every backend is covered by golden tests on any machine. The runtime side
+(probe, after_ready, stop_plan) is small and uses the httpx client the core hands it.
+
+Plugins register under the `llmctl.backends` entry-point group; the core never imports a
+backend module directly.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import signal
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from llmdeploy_cli.command import Command, GeneratedFile, Secret, Step, looks_secret
+from llmdeploy_cli.errors import ProfileError, ProfileIssue
+
+if TYPE_CHECKING:  # pragma: no cover
+    import httpx
+
+    from llmdeploy_cli.profile import Profile
+
+
+class NoOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and how to talk to the served model."""
+
+    base_url: str  # http://127.0.0.1:8000/v1 (OpenAI-compatible root)
+    model: str  # the exact string requests must carry in `model`
+    health_url: str | None = None
+    api_key_env: str | None = None
+    task: str = "chat"
+
+    def as_dict(self) -> dict:
+        d = {"base_url": self.base_url, "model": self.model, "task": self.task}
+        if self.health_url:
+            d["health_url"] = self.health_url
+        if self.api_key_env:
+            d["api_key_env"] = self.api_key_env
+        return d
+
+    def api_key(self, environ: Mapping[str, str] | None = None) -> Secret | None:
+        if not self.api_key_env:
+            return None
+        value = (os.environ if environ is None else environ).get(self.api_key_env)
+        return Secret(value) if value else None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything `llmctl render` shows and `llmctl serve` runs."""
+
+    steps: list[Step]
+    endpoint: Endpoint
+    files: list[GeneratedFile] = field(default_factory=list)
+    engine_version: str | None = None
+    version_source: str | None = None  # dist-info, profile, newest-known
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def server(self) -> Step:
+        return self.steps[0]
+
+    def secrets(self) -> set[str]:
+        out: set[str] = set()
+        for s in self.steps:
+            out |= s.command.secrets()
+        return out
+
+    def as_dict(self) -> dict:
+        return {
+            "steps": [s.as_dict() for s in self.steps],
+            "files": [f.as_dict() for f in self.files],
+            "endpoint": self.endpoint.as_dict(),
+            "engine_version": self.engine_version,
+            "version_source": self.version_source,
+            "warnings": list(self.warnings),
+        }
+
+
+class Readiness(enum.Enum):
+    DOWN = "down"  # nothing answers (connection refused)
+    LOADING = "loading"  # answers, but not serving yet (503, model not listed)
+    READY = "ready"
+
+
+@dataclass(frozen=True)
+class Probe:
+    state: Readiness
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class StopPlan:
+    signal: int = signal.SIGTERM
+    grace_s: float = 15.0
+
+
+@dataclass(frozen=True)
+class RenderContext:
+    """What a pure build needs from the outside world, passed in so tests can fix it."""
+
+    engine_version: str
+    version_source: str = "newest-known"
+    environ: Mapping[str, str] = field(default_factory=dict)
+    state_dir: str = "~/.local/state/llmctl"
+    port: int | None = None  # resolved port (for port: auto)
+
+    def secret(self, env_name: str | None) -> Secret | None:
+        """The value of a secret environment variable, or a placeholder when unset.
+
+        Rendering is static: a missing key still renders (as ***); preflight refuses it.
+        """
+        if not env_name:
+            return None
+        return Secret(self.environ.get(env_name, "") or f"${{{env_name}}}")
+
+
+class Backend:
+    """Base class for engine plugins. Subclasses set the ClassVars and build()."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str] = ""
+    default_port: ClassVar[int]
+    executable: ClassVar[str]  # looked up on PATH / in the profile's runtime env
+    distribution: ClassVar[str | None] = None  # Python distribution whose version we read
+    newest_known: ClassVar[str]  # rendered against when the version cannot be found
+    Options: ClassVar[type[BaseModel]] = NoOptions
+    # Common profile keys this backend translates. A key set in the profile that is in
+    # COMMON_KEYS but not here is refused, naming the backend (never silently dropped).
+    supports: ClassVar[frozenset[str]] = frozenset()
+    install_hint: ClassVar[str] = ""
+    # Default phase deadlines in seconds (start, load, completion); the profile overrides.
+    timeouts: ClassVar[tuple[float, float, float]] = (600.0, 600.0, 300.0)
+
+    # -- static side ----------------------------------------------------------------------
+    def options(self, profile: Profile) -> BaseModel:
+        try:
+            return self.Options.model_validate(profile.options)
+        except ValidationError as e:
+            raise ProfileError(
+                [_option_issue(self, profile, err) for err in e.errors()]
+            ) from None
+
+    def check(self, profile: Profile, version: str) -> list[ProfileIssue]:
+        """Static checks beyond the schema: keys this engine cannot honour, version traps."""
+        issues = []
+        for key in sorted(profile.set_keys() & COMMON_KEYS - self.supports):
+            loc = tuple(key.split("."))
+            issues.append(
+                profile.issue(
+                    loc,
+                    f"backend '{self.name}' cannot honour this key",
+                    hint="remove it, or pass the engine's own flag in extra_args",
+                )
+            )
+        return issues
+
+    def port(self, profile: Profile, ctx: RenderContext) -> int:
+        if ctx.port is not None:
+            return ctx.port
+        p = profile.server.port
+        return p if isinstance(p, int) else self.default_port
+
+    def endpoint(self, profile: Profile, ctx: RenderContext) -> Endpoint:
+        host = _client_host(profile.server.host)
+        base = f"http://{host}:{self.port(profile, ctx)}"
+        return Endpoint(
+            base_url=f"{base}/v1",
+            model=profile.served_name,
+            health_url=f"{base}/health",
+            api_key_env=profile.server.api_key_env,
+            task=profile.model.task,
+        )
+
+    def build(self, profile: Profile, ctx: RenderContext) -> Plan:  # pragma: no cover
+        raise NotImplementedError
+
+    def base_env(self, profile: Profile, ctx: RenderContext) -> dict[str, str]:
+        """Environment every engine gets from the common keys: offline, hub, devices, env."""
+        env: dict[str, str] = {}
+        hub = profile.hub
+        if hub.endpoint:
+            env["HF_ENDPOINT"] = hub.endpoint
+        if hub.cache_dir:
+            env["HF_HOME"] = os.path.expanduser(hub.cache_dir)
+        if hub.token_env:
+            env["HF_TOKEN"] = ctx.secret(hub.token_env)
+        if profile.offline:
+            env.update(OFFLINE_ENV)
+        devices = profile.resources.visible_devices
+        if devices is not None:
+            env["CUDA_VISIBLE_DEVICES"] = (
+                devices if isinstance(devices, str) else ",".join(str(d) for d in devices)
+            )
+        for k, v in profile.env.items():
+            env[k] = Secret(v) if looks_secret(k) and v else v
+        return env
+
+    # -- runtime side ---------------------------------------------------------------------
+    def probe(self, client: httpx.Client, endpoint: Endpoint) -> Probe:
+        """One health poll. Default: /health 200 is up, 503 is loading, refused is down."""
+        import httpx
+
+        try:
+            r = client.get(endpoint.health_url or endpoint.base_url + "/models")
+        except httpx.TransportError as e:
+            return Probe(Readiness.DOWN, type(e).__name__)
+        if r.status_code == 200:
+            return Probe(Readiness.READY, "health 200")
+        return Probe(Readiness.LOADING, f"health {r.status_code}")
+
+    def after_ready(self, client: httpx.Client, plan: Plan, profile: Profile, report) -> None:
+        """Run the plan's action steps once the server answers (default: none).
+
+        `report(message, fraction_or_None)` is how a long action shows progress.
+        """
+
+    def stop_plan(self, profile: Profile) -> StopPlan:
+        return StopPlan()
+
+    def extra_env_for_serve(self, profile: Profile, state_dir: str) -> dict[str, str]:
+        """Environment only serve sets (per-run paths under the state dir)."""
+        return {}
+
+
+# Keys that each backend must either translate or refuse.
+COMMON_KEYS = frozenset(
+    {
+        "model.served_name",
+        "model.revision",
+        "model.dtype",
+        "model.trust_remote_code",
+        "model.quantization",
+        "model.tokenizer",
+        "model.chat_template",
+        "model.reasoning_parser",
+        "model.tool_call_parser",
+        "server.api_key_env",
+        "resources.device",
+        "resources.gpu_memory_utilization",
+        "resources.max_model_len",
+        "resources.max_num_seqs",
+        "resources.max_num_batched_tokens",
+        "resources.tensor_parallel",
+        "resources.pipeline_parallel",
+        "resources.kv_cache_dtype",
+    }
+)
+
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+}
+
+
+def _client_host(bind: str) -> str:
+    """Where a client on this machine reaches a server bound to `bind`."""
+    if bind in ("0.0.0.0", "", "*"):
+        return "127.0.0.1"
+    if bind == "::":
+        return "[::1]"
+    if ":" in bind and not bind.startswith("["):
+        return f"[{bind}]"
+    return bind
+
+
+def _option_issue(backend: Backend, profile: Profile, err: dict[str, Any]) -> ProfileIssue:
+    import difflib
+
+    loc = ("options", *err["loc"])
+    if err["type"] == "extra_forbidden":
+        names = [f.alias or n for n, f in backend.Options.model_fields.items()]
+        close = difflib.get_close_matches(str(err["loc"][-1]), names, n=1, cutoff=0.6)
+        hint = (
+            f"did you mean '{close[0]}'?"
+            if close
+            else (f"its options: {', '.join(sorted(names))}" if names else "it takes no options")
+        )
+        return profile.issue(loc, f"not an option of backend '{backend.name}'", hint)
+    msg = err["msg"].removeprefix("Value error, ")
+    return profile.issue(loc, f"{msg} (got {err.get('input')!r})")
+
+
+def flag(argv: list, name: str, value) -> None:
+    """Append `name value` when value is set; booleans become a bare flag when true."""
+    if value is None or value is False:
+        return
+    if value is True:
+        argv.append(name)
+    else:
+        argv.extend([name, value if isinstance(value, str) else str(value)])
+
+
+__all__ = [
+    "Backend",
+    "COMMON_KEYS",
+    "Command",
+    "Endpoint",
+    "GeneratedFile",
+    "NoOptions",
+    "OFFLINE_ENV",
+    "Plan",
+    "Probe",
+    "Readiness",
+    "RenderContext",
+    "Secret",
+    "Step",
+    "StopPlan",
+    "flag",
+]

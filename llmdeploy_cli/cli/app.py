@@ -1,0 +1,119 @@
+"""The `llmctl` command: one Typer app, one module per command group.
+
+Every command raises LlmctlError on failure; `main` is the one place that turns it into
+an exit code and either a one-line message (stderr) or the JSON envelope (stdout).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from llmdeploy_cli import __version__
+
+app = typer.Typer(
+    name="llmctl",
+    help="One YAML profile in, a served and verified LLM endpoint out.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# Each module exposes register(app). Keep one line per command group.
+COMMAND_MODULES = [
+    "llmdeploy_cli.cli.profile_cmds",  # init, validate, render
+    "llmdeploy_cli.cli.backends_cmd",  # backends
+]
+
+_debug = os.environ.get("LLMCTL_DEBUG") == "1"
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"llmctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks for failures.")
+    ] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print version.")
+    ] = False,
+) -> None:
+    global _debug
+    _debug = _debug or debug
+
+
+for _mod in COMMAND_MODULES:
+    importlib.import_module(_mod).register(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from llmdeploy_cli.cli.output import emit_json, error_text
+    from llmdeploy_cli.errors import ExitCode, LlmctlError
+
+    args = sys.argv[1:] if argv is None else argv
+    want_json = "--json" in args
+    debug = "--debug" in args or _debug
+
+    def fail(code: int, kind: str, message: str, hint: str | None = None, err=None) -> int:
+        if err is not None:
+            env = err.envelope()
+        else:
+            env = {"error": {"code": code, "kind": kind, "message": message}}
+            if hint:
+                env["error"]["hint"] = hint
+        if want_json:
+            emit_json(env)
+        else:
+            error_text(message, hint)
+        return code
+
+    try:
+        rv = app(args=args, prog_name="llmctl", standalone_mode=False)
+    except LlmctlError as e:
+        if debug:
+            raise
+        code = fail(int(e.code), e.kind, e.message, e.hint, err=e)
+    except KeyboardInterrupt:
+        code = 130
+    except Exception as e:  # noqa: BLE001 - the one place that hides tracebacks
+        # Typer vendors its own click, so its exceptions are recognised by class name.
+        kinds = {c.__name__ for c in type(e).__mro__}
+        if "NoArgsIsHelpError" in kinds:
+            print(e.ctx.get_help())
+            code = 0
+        elif "UsageError" in kinds:
+            ctx = getattr(e, "ctx", None)
+            hint = f"see '{ctx.command_path} --help'" if ctx is not None else None
+            code = fail(int(ExitCode.USAGE), "usage", e.format_message(), hint)
+        elif "Abort" in kinds:
+            code = 130
+        elif debug:
+            raise
+        else:
+            code = fail(
+                int(ExitCode.RUNTIME),
+                "internal",
+                f"unexpected {type(e).__name__}: {e}",
+                "run again with --debug for the traceback, and report it",
+            )
+    else:
+        code = rv if isinstance(rv, int) else 0
+    sys.stdout.flush()
+    if argv is None:
+        sys.exit(code)
+    return code
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""`llmctl init`, `llmctl validate`, `llmctl render`: static work on profiles (DESIGN.md §9).
+
+None of these touch the network or the model files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from llmdeploy_cli.cli.output import emit_json, error_text, info, out, warn
+from llmdeploy_cli.errors import ExitCode, LlmctlError, ProfileError, UsageError
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("init")(init)
+    app.command("validate")(validate)
+    app.command("render")(render)
+
+
+def validate(
+    files: Annotated[list[Path], typer.Argument(help="Profile files to check.")],
+    json_: JsonOpt = False,
+) -> int:
+    """Check profiles: schema, backend options, keys the engine cannot honour. Static."""
+    from llmdeploy_cli.resolve import resolve
+
+    results = []
+    for f in files:
+        try:
+            r = resolve(f)
+        except ProfileError as e:
+            results.append({"file": str(f), "ok": False, "issues": [i.as_dict() for i in e.issues]})
+            if not json_:
+                for issue in e.issues:
+                    error_text(str(issue) if issue.file else f"{f}: {issue}")
+            continue
+        except LlmctlError as e:
+            results.append({"file": str(f), "ok": False, "issues": [{"message": e.message}]})
+            if not json_:
+                error_text(f"{f}: {e.message}", e.hint)
+            continue
+        results.append(
+            {
+                "file": str(f),
+                "ok": True,
+                "name": r.profile.name,
+                "backend": r.profile.backend,
+                "warnings": r.plan.warnings,
+            }
+        )
+        if not json_:
+            for w in r.plan.warnings:
+                warn(f"{f}: {w}")
+            out(f"ok  {f}  ({r.profile.name}: {r.profile.backend} -> {r.plan.endpoint.base_url})")
+    ok = all(r["ok"] for r in results)
+    if json_:
+        emit_json({"ok": ok, "files": results})
+    return 0 if ok else int(ExitCode.USAGE)
+
+
+def render(
+    file: Annotated[Path, typer.Argument(help="Profile file.")],
+    json_: JsonOpt = False,
+) -> int:
+    """Show the exact engine command of every step, the environment llmctl sets, generated
+    files and the endpoint. Secrets are shown as ***."""
+    from llmdeploy_cli.resolve import resolve
+
+    r = resolve(file)
+    plan = r.plan
+    if json_:
+        emit_json({"name": r.profile.name, "backend": r.profile.backend, **plan.as_dict()})
+        return 0
+    for w in plan.warnings:
+        warn(w)
+    for step in plan.steps:
+        via = f"  (run through the {step.via})" if step.via else ""
+        out(f"# {step.name} [{step.kind}]{via}")
+        for k, v in step.command.display_env().items():
+            out(f"#   env {k}={v}")
+        out(_multiline(step.command.display_argv()))
+        out()
+    for f in plan.files:
+        out(f"# file {f.path}")
+        out(f.content.rstrip("\n"))
+        out()
+    ep = plan.endpoint
+    out(f"# endpoint {ep.base_url}  model={ep.model}")
+    return 0
+
+
+def _multiline(argv: list[str]) -> str:
+    """argv as a copy-pasteable shell command, one flag (with its value) per line."""
+    import shlex
+
+    lines, cur = [], [argv[0]]
+    for a in argv[1:]:
+        if a.startswith("-") and len(cur) > 0 and (len(lines) > 0 or len(cur) > 1):
+            lines.append(cur)
+            cur = []
+        cur.append(a)
+    lines.append(cur)
+    return " \\\n    ".join(shlex.join(part) for part in lines)
+
+
+def init(
+    backend: Annotated[str, typer.Option("--backend", "-b", help="Engine plugin name.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Local path or hub id.")],
+    name: Annotated[str | None, typer.Option("--name", "-n", help="Profile name.")] = None,
+    port: Annotated[int | None, typer.Option("--port", "-p", help="Port.")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write here.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite -o FILE.")] = False,
+) -> int:
+    """Write a commented starter profile that validates."""
+    from llmdeploy_cli import registry
+    from llmdeploy_cli.starter import starter_profile
+
+    be = registry.get(backend)
+    text = starter_profile(be, model, name=name, port=port)
+    if output is None:
+        out(text.rstrip("\n"))
+        return 0
+    if output.exists() and not force:
+        raise UsageError(f"{output} already exists", hint="pass --force to overwrite it")
+    from llmdeploy_cli.fsutil import atomic_write
+
+    atomic_write(output, text)
+    info(f"wrote {output}; next: llmctl render {output}")
+    return 0
+
+
+__all__ = ["register", "ExitCode"]

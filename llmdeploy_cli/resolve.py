@@ -1,0 +1,80 @@
+"""From a profile file to a checked Plan: the one path every command takes.
+
+load -> schema -> backend lookup -> backend options and key support -> version -> build.
+Every problem found on the way is collected, so `validate` reports them all at once.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from llmdeploy_cli import registry
+from llmdeploy_cli.backend import Backend, Plan, RenderContext
+from llmdeploy_cli.engine_env import detect_version
+from llmdeploy_cli.errors import ProfileError, ProfileIssue
+from llmdeploy_cli.netutil import free_port
+from llmdeploy_cli.profile import Profile, load_profile
+
+
+def state_dir() -> Path:
+    """Per-user state dir: $LLMCTL_STATE_DIR, else $XDG_STATE_HOME/llmctl, else ~/.local/state."""
+    if os.environ.get("LLMCTL_STATE_DIR"):
+        return Path(os.environ["LLMCTL_STATE_DIR"]).expanduser()
+    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return Path(base) / "llmctl"
+
+
+@dataclass(frozen=True)
+class Resolved:
+    profile: Profile
+    backend: Backend
+    plan: Plan
+
+
+def resolve(
+    path: str | Path,
+    environ: Mapping[str, str] | None = None,
+    *,
+    port: int | None = None,
+) -> Resolved:
+    """Load, validate and render one profile. Raises ProfileError with every issue found."""
+    environ = os.environ if environ is None else environ
+    profile = load_profile(path, environ)
+    return resolve_profile(profile, environ, port=port)
+
+
+def resolve_profile(
+    profile: Profile, environ: Mapping[str, str] | None = None, *, port: int | None = None
+) -> Resolved:
+    environ = os.environ if environ is None else environ
+    try:
+        backend = registry.get(profile.backend)
+    except registry.UnknownBackend as e:
+        raise ProfileError([e.issue(profile)]) from None
+
+    issues: list[ProfileIssue] = []
+    try:
+        backend.options(profile)
+    except ProfileError as e:
+        issues.extend(e.issues)
+    version = detect_version(backend, profile)
+    issues.extend(backend.check(profile, version.version))
+    if issues:
+        raise ProfileError(issues)
+
+    if port is None and profile.server.port == "auto":
+        port = free_port(profile.server.host if profile.server.host != "0.0.0.0" else "127.0.0.1")
+    ctx = RenderContext(
+        engine_version=version.version,
+        version_source=version.source,
+        environ=environ,
+        state_dir=str(state_dir()),
+        port=port,
+    )
+    plan = backend.build(profile, ctx)
+    if version.warning:
+        plan.warnings.insert(0, version.warning)
+    return Resolved(profile, backend, plan)
