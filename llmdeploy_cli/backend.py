@@ -143,6 +143,9 @@ class Backend:
     install_hint: ClassVar[str] = ""
     # Default phase deadlines in seconds (start, load, completion); the profile overrides.
     timeouts: ClassVar[tuple[float, float, float]] = (600.0, 600.0, 300.0)
+    # False when GET /v1/models never lists the served model (transformers serve with a
+    # local directory): readiness then goes from health straight to a real completion.
+    lists_models: ClassVar[bool] = True
 
     # -- static side ----------------------------------------------------------------------
     def options(self, profile: Profile) -> BaseModel:
@@ -221,11 +224,63 @@ class Backend:
             return Probe(Readiness.READY, "health 200")
         return Probe(Readiness.LOADING, f"health {r.status_code}")
 
-    def after_ready(self, client: httpx.Client, plan: Plan, profile: Profile, report) -> None:
-        """Run the plan's action steps once the server answers (default: none).
+    def model_listed(self, client: httpx.Client, endpoint: Endpoint) -> Probe:
+        """Is the model listed in GET /v1/models under the exact name requests will use?"""
+        import httpx
 
+        try:
+            r = client.get(endpoint.base_url + "/models")
+        except httpx.TransportError as e:
+            return Probe(Readiness.DOWN, type(e).__name__)
+        if r.status_code != 200:
+            return Probe(Readiness.LOADING, f"/v1/models answered {r.status_code}")
+        try:
+            ids = [m.get("id") for m in r.json().get("data", [])]
+        except (ValueError, AttributeError):
+            return Probe(Readiness.LOADING, "/v1/models did not return a model list")
+        if endpoint.model in ids:
+            return Probe(Readiness.READY, f"model '{endpoint.model}' listed")
+        return Probe(Readiness.LOADING, f"model '{endpoint.model}' not listed yet (have {ids})")
+
+    def after_ready(self, client: httpx.Client, plan: Plan, profile: Profile, report) -> None:
+        """Run the plan's action steps once the server answers.
+
+        Default: run each action step's argv (never through a shell) and fail with its last
+        output lines. Backends that act through an API (Ollama) override this.
         `report(message, fraction_or_None)` is how a long action shows progress.
         """
+        import subprocess
+
+        from llmdeploy_cli.command import scrub
+        from llmdeploy_cli.errors import LlmctlError
+
+        for step in plan.steps[1:]:
+            if step.kind != "action":
+                continue
+            report(f"{step.name}: {step.command.display()}", None)
+            env = {**os.environ, **step.command.env}
+            try:
+                proc = subprocess.run(
+                    list(step.command.argv),
+                    env=env,
+                    cwd=step.command.cwd,
+                    capture_output=True,
+                    text=True,
+                    timeout=self.timeouts[1],
+                )
+            except FileNotFoundError:
+                raise LlmctlError(
+                    f"{step.name}: executable not found: {step.command.argv[0]}",
+                    hint=self.install_hint or None,
+                ) from None
+            except subprocess.TimeoutExpired:
+                raise LlmctlError(f"{step.name}: did not finish in {self.timeouts[1]:.0f} s") from None
+            if proc.returncode != 0:
+                tail = scrub((proc.stdout + proc.stderr).strip(), plan.secrets())[-2000:]
+                raise LlmctlError(
+                    f"{step.name} failed (exit {proc.returncode}): {tail.splitlines()[-1] if tail else ''}",
+                    hint=tail or None,
+                )
 
     def stop_plan(self, profile: Profile) -> StopPlan:
         return StopPlan()
