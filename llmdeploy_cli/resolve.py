@@ -13,7 +13,7 @@ from pathlib import Path
 
 from llmdeploy_cli import registry
 from llmdeploy_cli.backend import Backend, Plan, RenderContext
-from llmdeploy_cli.engine_env import detect_version
+from llmdeploy_cli.engine_env import EngineVersion, detect_version
 from llmdeploy_cli.errors import ProfileError, ProfileIssue
 from llmdeploy_cli.netutil import free_port
 from llmdeploy_cli.profile import Profile, load_profile
@@ -39,16 +39,22 @@ def resolve(
     environ: Mapping[str, str] | None = None,
     *,
     port: int | None = None,
+    engine_version: str | None = None,
 ) -> Resolved:
     """Load, validate and render one profile. Raises ProfileError with every issue found."""
     environ = os.environ if environ is None else environ
     profile = load_profile(path, environ)
-    return resolve_profile(profile, environ, port=port)
+    return resolve_profile(profile, environ, port=port, engine_version=engine_version)
 
 
 def resolve_profile(
-    profile: Profile, environ: Mapping[str, str] | None = None, *, port: int | None = None
+    profile: Profile,
+    environ: Mapping[str, str] | None = None,
+    *,
+    port: int | None = None,
+    engine_version: str | None = None,
 ) -> Resolved:
+    """`engine_version` skips detection (golden tests and version matrices pin it)."""
     environ = os.environ if environ is None else environ
     try:
         backend = registry.get(profile.backend)
@@ -60,7 +66,10 @@ def resolve_profile(
         backend.options(profile)
     except ProfileError as e:
         issues.extend(e.issues)
-    version = detect_version(backend, profile)
+    if engine_version is not None:
+        version = EngineVersion(engine_version, "pinned")
+    else:
+        version = detect_version(backend, profile)
     issues.extend(backend.check(profile, version.version))
     if issues:
         raise ProfileError(issues)
