@@ -11,7 +11,7 @@ Facts this relies on (transformers 5.23 `serve --help` and source):
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -47,7 +47,10 @@ class TransformersBackend(Backend):
             "resources.device",
         }
     )
-    install_hint = "python -m venv ~/.venvs/transformers && ~/.venvs/transformers/bin/pip install 'transformers[serving]' torch"
+    install_hint = (
+        "python -m venv ~/.venvs/transformers && "
+        "~/.venvs/transformers/bin/pip install 'transformers[serving]' torch"
+    )
     lists_models = False
     timeouts = (180.0, 600.0, 300.0)
 

@@ -152,9 +152,7 @@ class Backend:
         try:
             return self.Options.model_validate(profile.options)
         except ValidationError as e:
-            raise ProfileError(
-                [_option_issue(self, profile, err) for err in e.errors()]
-            ) from None
+            raise ProfileError([_option_issue(self, profile, err) for err in e.errors()]) from None
 
     def check(self, profile: Profile, version: str) -> list[ProfileIssue]:
         """Static checks beyond the schema: keys this engine cannot honour, version traps."""
@@ -274,11 +272,14 @@ class Backend:
                     hint=self.install_hint or None,
                 ) from None
             except subprocess.TimeoutExpired:
-                raise LlmctlError(f"{step.name}: did not finish in {self.timeouts[1]:.0f} s") from None
+                raise LlmctlError(
+                    f"{step.name}: did not finish in {self.timeouts[1]:.0f} s"
+                ) from None
             if proc.returncode != 0:
                 tail = scrub((proc.stdout + proc.stderr).strip(), plan.secrets())[-2000:]
+                last = tail.splitlines()[-1] if tail else ""
                 raise LlmctlError(
-                    f"{step.name} failed (exit {proc.returncode}): {tail.splitlines()[-1] if tail else ''}",
+                    f"{step.name} failed (exit {proc.returncode}): {last}",
                     hint=tail or None,
                 )
 

@@ -18,8 +18,10 @@ def describe_all(profile: Profile | None = None) -> list[dict]:
         except LlmctlError as e:
             rows.append({"name": name, "package": package, "error": e.message})
             continue
-        prof = profile if profile is not None and profile.backend == name else Profile(
-            name="probe", backend=name, model=ModelSpec(source="none")
+        prof = (
+            profile
+            if profile is not None and profile.backend == name
+            else Profile(name="probe", backend=name, model=ModelSpec(source="none"))
         )
         version = detect_version(be, prof)
         rows.append(
@@ -34,9 +36,7 @@ def describe_all(profile: Profile | None = None) -> list[dict]:
                 "version_source": version.source,
                 "installed": not version.source.startswith(("newest", "profile")),
                 "default_port": be.default_port,
-                "options": sorted(
-                    f.alias or n for n, f in be.Options.model_fields.items()
-                ),
+                "options": sorted(f.alias or n for n, f in be.Options.model_fields.items()),
                 "supports": sorted(be.supports),
                 "install_hint": be.install_hint,
             }

@@ -127,7 +127,8 @@ class RuntimeSpec(Section):
 
 class HealthSpec(Section):
     start_timeout: Annotated[float, Field(gt=0)] | None = Field(
-        None, description="Seconds from spawn until the port accepts (covers download + load "
+        None,
+        description="Seconds from spawn until the port accepts (covers download + load "
         "for engines that bind late). Unset: the backend's default.",
     )
     load_timeout: Annotated[float, Field(gt=0)] | None = Field(
@@ -191,7 +192,9 @@ class Profile(Section):
     model: ModelSpec
     server: ServerSpec = Field(default_factory=ServerSpec)
     resources: ResourceSpec = Field(default_factory=ResourceSpec)
-    offline: bool = Field(False, description="Never touch the network: sets every offline variable.")
+    offline: bool = Field(
+        False, description="Never touch the network: sets every offline variable."
+    )
     hub: HubSpec = Field(default_factory=HubSpec)
     env: dict[str, str] = Field(
         default_factory=dict, description="Extra environment for the engine."
@@ -211,8 +214,17 @@ class Profile(Section):
     _path: Path | None = PrivateAttr(default=None)
 
     @field_validator(
-        "server", "resources", "hub", "runtime", "health", "smoke", "restart", "env", "options",
-        "extra_args", mode="before",
+        "server",
+        "resources",
+        "hub",
+        "runtime",
+        "health",
+        "smoke",
+        "restart",
+        "env",
+        "options",
+        "extra_args",
+        mode="before",
     )
     @classmethod
     def _null_is_empty(cls, v, info):
@@ -253,8 +265,10 @@ class Profile(Section):
         """The model as a local path (relative to the profile's folder), or None for a hub id."""
         raw = os.path.expanduser(self.model.source)
         p = Path(raw)
-        if not p.is_absolute() and self._path is not None and (
-            raw.startswith((".", "/")) or (self._path.parent / p).exists()
+        if (
+            not p.is_absolute()
+            and self._path is not None
+            and (raw.startswith((".", "/")) or (self._path.parent / p).exists())
         ):
             p = (self._path.parent / p).resolve()
         if p.is_absolute() or raw.startswith("."):
@@ -314,15 +328,17 @@ def _issue_from_pydantic(err: dict, smap: SourceMap) -> ProfileIssue:
         key = loc[-1]
         choices = _fields_at(Profile, loc[:-1])
         close = difflib.get_close_matches(str(key), choices, n=1, cutoff=0.6)
-        hint = f"did you mean '{close[0]}'?" if close else (
-            f"known keys here: {', '.join(sorted(choices))}" if choices else None
+        hint = (
+            f"did you mean '{close[0]}'?"
+            if close
+            else (f"known keys here: {', '.join(sorted(choices))}" if choices else None)
         )
         return smap.issue(loc, "unknown key", hint)
     if kind == "missing":
         return smap.issue(loc, "required key is missing")
     msg = err["msg"]
     if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
+        msg = msg[len("Value error, ") :]
     given = err.get("input")
     if not isinstance(given, (dict, list)) and kind not in ("missing",):
         msg = f"{msg} (got {given!r})"

@@ -43,7 +43,10 @@ def starter_profile(backend: Backend, model: str, *, name: str | None = None, po
         "server:",
         "  host: 127.0.0.1  # 0.0.0.0 exposes it to your network",
         f"  port: {port if port is not None else backend.default_port}  # or: auto",
-        opt("server.api_key_env", "  # api_key_env: LLMCTL_API_KEY  # the key stays in the environment"),
+        opt(
+            "server.api_key_env",
+            "  # api_key_env: LLMCTL_API_KEY  # the key stays in the environment",
+        ),
         "",
         "resources:",
         opt("resources.device", "  # device: cuda"),

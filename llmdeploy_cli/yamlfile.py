@@ -37,7 +37,9 @@ class SourceMap:
         return self.lines.get((), None)
 
     def issue(self, loc: tuple, message: str, hint: str | None = None) -> ProfileIssue:
-        return ProfileIssue(message, file=self.file, line=self.line_of(loc), loc=tuple(loc), hint=hint)
+        return ProfileIssue(
+            message, file=self.file, line=self.line_of(loc), loc=tuple(loc), hint=hint
+        )
 
 
 def interpolate(text: str, env: Mapping[str, str], on_missing) -> str:
@@ -66,7 +68,9 @@ def load_yaml(path: str | Path, env: Mapping[str, str] | None = None) -> tuple[o
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ProfileError([ProfileIssue(f"file not found: {path}", hint="check the path")]) from None
+        raise ProfileError(
+            [ProfileIssue(f"file not found: {path}", hint="check the path")]
+        ) from None
     except IsADirectoryError:
         raise ProfileError([ProfileIssue(f"{path} is a directory, not a profile file")]) from None
     except (OSError, UnicodeDecodeError) as e:

@@ -28,7 +28,7 @@ CORPUS = [
     "llmctl serves a model from one YAML profile and checks that it answers.",
     "Say hello in one short sentence, please.",
     "One, two, three, four, five, six, seven, eight, nine, ten.",
-    "The answer is 42. JSON looks like {\"ok\": true, \"n\": [1, 2, 3]}.",
+    'The answer is 42. JSON looks like {"ok": true, "n": [1, 2, 3]}.',
 ] * 20
 
 VOCAB_SIZE = 512

@@ -42,9 +42,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def root(
-    debug: Annotated[
-        bool, typer.Option("--debug", help="Show tracebacks for failures.")
-    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for failures.")] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print version.")
     ] = False,
