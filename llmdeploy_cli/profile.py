@@ -315,7 +315,9 @@ def profile_from_data(data: object, smap: SourceMap, path: Path | None = None) -
     try:
         profile = Profile.model_validate(data)
     except ValidationError as e:
-        raise ProfileError([_issue_from_pydantic(err, smap) for err in e.errors()]) from None
+        raise ProfileError(
+            _merge_union_issues([_issue_from_pydantic(err, smap) for err in e.errors()])
+        ) from None
     profile._source = smap
     profile._path = path.resolve() if path else None
     return profile
@@ -343,6 +345,22 @@ def _issue_from_pydantic(err: dict, smap: SourceMap) -> ProfileIssue:
     if not isinstance(given, (dict, list)) and kind not in ("missing",):
         msg = f"{msg} (got {given!r})"
     return smap.issue(loc, msg)
+
+
+def _merge_union_issues(issues: list[ProfileIssue]) -> list[ProfileIssue]:
+    """A value that fits no member of a union (port: int | 'auto') gives one issue per
+    member; report it once, with every accepted form."""
+    merged: dict[tuple, ProfileIssue] = {}
+    for issue in issues:
+        prev = merged.get(issue.loc)
+        if prev is None:
+            merged[issue.loc] = issue
+            continue
+        a = prev.message.rsplit(" (got ", 1)
+        b = issue.message.rsplit(" (got ", 1)
+        got = f" (got {a[1]}" if len(a) == 2 else ""
+        prev.message = f"{a[0]}, or {b[0][0].lower()}{b[0][1:]}{got}"
+    return list(merged.values())
 
 
 def _is_union_tag(part) -> bool:
