@@ -1,0 +1,322 @@
+"""vLLM's OpenAI-compatible server: `vllm serve MODEL ...` (target vLLM 0.33).
+
+Every flag below was read from vLLM's own source (vllm-project/vllm, 2026):
+- vllm/entrypoints/cli/serve.py: `vllm serve [model_tag] [options]`; the positional model
+  wins over `--model`.
+- vllm/engine/arg_utils.py (`EngineArgs.add_cli_args`, `AsyncEngineArgs`): `--tokenizer
+  --trust-remote-code --dtype --seed --revision --max-model-len --quantization
+  --enforce-eager --served-model-name --generation-config --tokenizer-mode --load-format
+  --download-dir --reasoning-parser --pipeline-parallel-size --tensor-parallel-size
+  --data-parallel-size --enable-expert-parallel --nnodes --node-rank --master-addr
+  --master-port --block-size --gpu-memory-utilization --kv-cache-memory-bytes
+  --kv-cache-dtype --enable-prefix-caching --kv-offloading-size --kv-offloading-backend
+  --cpu-offload-gb --limit-mm-per-prompt --enable-lora --max-loras --max-lora-rank
+  --max-num-batched-tokens --max-num-seqs --enable-chunked-prefill --async-scheduling
+  --hf-overrides --compilation-config --disable-log-stats --enable-log-requests`.
+  Boolean config fields are `argparse.BooleanOptionalAction` (`--x` / `--no-x`).
+  There is no `--device` and no `--swap-space` (removed in 0.18.0 by vLLM PR #36216: it
+  only served V0's best_of swapping; CPU memory for KV is `--kv-offloading-size` now).
+- vllm/config/cache.py: `gpu_memory_utilization` defaults to 0.92 (a fraction of the
+  GPU's total memory for this instance); `kv_offloading_size` is GiB, summed over TP ranks.
+- vllm/entrypoints/openai/cli_args.py (`FrontendArgs`): `--host --port --api-key
+  --chat-template --default-chat-template-kwargs --enable-auto-tool-choice
+  --tool-call-parser --lora-modules --max-log-len --uvicorn-log-level`.
+- vllm/envs.py: `VLLM_API_KEY` (the server takes `--api-key` first, else this variable);
+  `VLLM_USE_MODELSCOPE` is true only when its value lower-cased is the string `true`.
+- vllm/reasoning/__init__.py and vllm/tool_parsers/__init__.py: parser names (`qwen3`,
+  `deepseek_r1`, `hermes`, ...).
+
+Readiness: the port refuses connections until the model is loaded, `GET /health` is 200
+once up (503 when the engine died), `/health` is outside `/v1` so needs no key, while
+`GET /v1/models` needs the key when one is set.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from llmdeploy_cli.backend import (
+    Backend,
+    Command,
+    Plan,
+    Probe,
+    Readiness,
+    RenderContext,
+    Step,
+    StopPlan,
+    flag,
+)
+from llmdeploy_cli.engine_env import executable_for_argv, version_tuple
+from llmdeploy_cli.errors import ProfileIssue
+from llmdeploy_cli.profile import Profile
+
+if TYPE_CHECKING:  # pragma: no cover
+    import httpx
+
+    from llmdeploy_cli.backend import Endpoint
+
+SWAP_SPACE_REMOVED = (0, 18)
+
+
+class VllmOptions(BaseModel):
+    """vLLM-only keys (profile `options:`). Unset keys render nothing: vLLM's default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # memory and offload
+    enforce_eager: bool | None = Field(
+        None, description="--enforce-eager: no CUDA graphs (faster start, less memory)"
+    )
+    swap_space: float | None = Field(
+        None, ge=0, description="--swap-space GiB (vLLM < 0.18 only; removed in 0.18)"
+    )
+    cpu_offload_gb: float | None = Field(
+        None, ge=0, description="--cpu-offload-gb: GiB of weights kept in CPU memory"
+    )
+    kv_offloading_size: float | None = Field(
+        None, gt=0, description="--kv-offloading-size: GiB of CPU memory for KV cache"
+    )
+    kv_offloading_backend: Literal["native", "lmcache"] | None = Field(
+        None, description="--kv-offloading-backend"
+    )
+    kv_cache_memory_bytes: int | None = Field(
+        None, gt=0, description="--kv-cache-memory-bytes (overrides gpu_memory_utilization)"
+    )
+    block_size: int | None = Field(None, gt=0, description="--block-size (tokens)")
+    enable_prefix_caching: bool | None = Field(None, description="--[no-]enable-prefix-caching")
+    enable_chunked_prefill: bool | None = Field(None, description="--[no-]enable-chunked-prefill")
+    async_scheduling: bool | None = Field(None, description="--[no-]async-scheduling")
+    # model loading
+    tokenizer_mode: str | None = Field(None, description="--tokenizer-mode (auto, slow, ...)")
+    load_format: str | None = Field(None, description="--load-format (auto, safetensors, ...)")
+    download_dir: str | None = Field(None, description="--download-dir")
+    generation_config: str | None = Field(
+        None, description="--generation-config: auto, vllm, or a folder"
+    )
+    seed: int | None = Field(None, description="--seed")
+    hf_overrides: dict | None = Field(None, description="--hf-overrides (JSON)")
+    compilation_config: dict | None = Field(None, description="--compilation-config (JSON)")
+    limit_mm_per_prompt: dict[str, int] | None = Field(
+        None, description='--limit-mm-per-prompt (JSON), e.g. {"image": 2}'
+    )
+    # chat
+    default_chat_template_kwargs: dict | None = Field(
+        None, description='--default-chat-template-kwargs (JSON), e.g. {"enable_thinking": false}'
+    )
+    # LoRA
+    enable_lora: bool | None = Field(None, description="--[no-]enable-lora")
+    max_loras: int | None = Field(None, gt=0, description="--max-loras")
+    max_lora_rank: int | None = Field(None, gt=0, description="--max-lora-rank")
+    lora_modules: dict[str, str] | None = Field(
+        None, description="--lora-modules NAME=PATH ... (served names of adapters)"
+    )
+    # parallelism beyond TP/PP, multi-node
+    data_parallel_size: int | None = Field(None, ge=1, description="--data-parallel-size")
+    enable_expert_parallel: bool | None = Field(None, description="--[no-]enable-expert-parallel")
+    nnodes: int | None = Field(None, ge=1, description="--nnodes")
+    node_rank: int | None = Field(None, ge=0, description="--node-rank")
+    master_addr: str | None = Field(None, description="--master-addr")
+    master_port: int | None = Field(None, ge=1, le=65535, description="--master-port")
+    # logging
+    disable_log_stats: bool = Field(False, description="--disable-log-stats")
+    enable_log_requests: bool | None = Field(None, description="--[no-]enable-log-requests")
+    max_log_len: int | None = Field(None, ge=0, description="--max-log-len")
+    uvicorn_log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] | None = (
+        Field(None, description="--uvicorn-log-level")
+    )
+
+
+class VllmBackend(Backend):
+    name = "vllm"
+    summary = "vLLM OpenAI-compatible server (NVIDIA/AMD GPUs; the throughput engine)"
+    default_port = 8000
+    executable = "vllm"
+    distribution = "vllm"
+    newest_known = "0.33.0"
+    Options = VllmOptions
+    supports = frozenset(
+        {
+            "model.served_name",
+            "model.revision",
+            "model.dtype",
+            "model.trust_remote_code",
+            "model.quantization",
+            "model.tokenizer",
+            "model.chat_template",
+            "model.reasoning_parser",
+            "model.tool_call_parser",
+            "server.api_key_env",
+            "resources.gpu_memory_utilization",
+            "resources.max_model_len",
+            "resources.max_num_seqs",
+            "resources.max_num_batched_tokens",
+            "resources.tensor_parallel",
+            "resources.pipeline_parallel",
+            "resources.kv_cache_dtype",
+        }
+    )
+    install_hint = "python -m venv ~/.venvs/vllm && ~/.venvs/vllm/bin/pip install vllm"
+    # The port opens only after load (+ torch.compile and CUDA graph capture on a first
+    # start), so the start phase covers download and load.
+    timeouts = (1800.0, 300.0, 300.0)
+
+    # -- static side ----------------------------------------------------------------------
+    def check(self, profile: Profile, version: str) -> list[ProfileIssue]:
+        issues = super().check(profile, version)
+        opts = profile.options or {}
+        if opts.get("swap_space") is not None and _at_least(version, SWAP_SPACE_REMOVED):
+            issues.append(
+                profile.issue(
+                    ("options", "swap_space"),
+                    f"vLLM {version} has no --swap-space (removed in 0.18; it only backed "
+                    "V0's best_of swapping and did nothing in the V1 engine)",
+                    hint="remove it; for KV cache in CPU memory use options.kv_offloading_size "
+                    "(--kv-offloading-size, GiB), for weights options.cpu_offload_gb",
+                )
+            )
+        return issues
+
+    def model_arg(self, profile: Profile) -> str:
+        local = profile.model_path()
+        return str(local) if local is not None else profile.model.source
+
+    def build(self, profile: Profile, ctx: RenderContext) -> Plan:
+        opts: VllmOptions = self.options(profile)
+        m, r = profile.model, profile.resources
+        set_keys = profile.set_keys()
+        warnings: list[str] = []
+
+        argv = [executable_for_argv(self, profile), "serve", self.model_arg(profile)]
+        flag(argv, "--host", profile.server.host)
+        flag(argv, "--port", self.port(profile, ctx))
+        # Always: otherwise vLLM serves under the model path, which clients must then send.
+        flag(argv, "--served-model-name", profile.served_name)
+        flag(argv, "--revision", m.revision)
+        flag(argv, "--tokenizer", m.tokenizer)
+        flag(argv, "--dtype", m.dtype)
+        flag(argv, "--trust-remote-code", m.trust_remote_code)
+        flag(argv, "--quantization", m.quantization)
+        flag(argv, "--chat-template", _expand(m.chat_template))
+        flag(argv, "--reasoning-parser", m.reasoning_parser)
+        if m.tool_call_parser:
+            # The profile key means "turn tool calls into OpenAI tool_calls": vLLM needs both.
+            argv += ["--enable-auto-tool-choice", "--tool-call-parser", m.tool_call_parser]
+        # Only what the profile sets: vLLM's own defaults (0.92 utilization, ...) stay.
+        flag(argv, "--gpu-memory-utilization", r.gpu_memory_utilization)
+        flag(argv, "--max-model-len", r.max_model_len)
+        flag(argv, "--max-num-seqs", r.max_num_seqs)
+        flag(argv, "--max-num-batched-tokens", r.max_num_batched_tokens)
+        if "resources.tensor_parallel" in set_keys:
+            flag(argv, "--tensor-parallel-size", r.tensor_parallel)
+        if "resources.pipeline_parallel" in set_keys:
+            flag(argv, "--pipeline-parallel-size", r.pipeline_parallel)
+        flag(argv, "--kv-cache-dtype", r.kv_cache_dtype)
+        self._options_argv(argv, opts, ctx)
+        argv += profile.extra_args
+        if any(a == "--api-key" or a.startswith("--api-key=") for a in profile.extra_args):
+            warnings.append(
+                "vllm: --api-key in extra_args puts the key in the process list (/proc); "
+                "set server.api_key_env instead (llmctl passes it as VLLM_API_KEY)"
+            )
+
+        env = self.base_env(profile, ctx)
+        if profile.hub.source == "modelscope":
+            env["VLLM_USE_MODELSCOPE"] = "true"  # vLLM compares the lower-cased value to "true"
+        key = ctx.secret(profile.server.api_key_env)
+        if key is not None:
+            env["VLLM_API_KEY"] = key
+        return Plan(
+            steps=[Step("server", Command(argv, env))],
+            endpoint=self.endpoint(profile, ctx),
+            engine_version=ctx.engine_version,
+            version_source=ctx.version_source,
+            warnings=warnings,
+        )
+
+    def _options_argv(self, argv: list, o: VllmOptions, ctx: RenderContext) -> None:
+        bool_opt(argv, "--enforce-eager", o.enforce_eager)
+        if o.swap_space is not None and not _at_least(ctx.engine_version, SWAP_SPACE_REMOVED):
+            flag(argv, "--swap-space", _num(o.swap_space))
+        flag(argv, "--cpu-offload-gb", _num(o.cpu_offload_gb))
+        flag(argv, "--kv-offloading-size", _num(o.kv_offloading_size))
+        flag(argv, "--kv-offloading-backend", o.kv_offloading_backend)
+        flag(argv, "--kv-cache-memory-bytes", o.kv_cache_memory_bytes)
+        flag(argv, "--block-size", o.block_size)
+        bool_opt(argv, "--enable-prefix-caching", o.enable_prefix_caching)
+        bool_opt(argv, "--enable-chunked-prefill", o.enable_chunked_prefill)
+        bool_opt(argv, "--async-scheduling", o.async_scheduling)
+        flag(argv, "--tokenizer-mode", o.tokenizer_mode)
+        flag(argv, "--load-format", o.load_format)
+        flag(argv, "--download-dir", _expand(o.download_dir))
+        flag(argv, "--generation-config", o.generation_config)
+        flag(argv, "--seed", o.seed)
+        flag(argv, "--hf-overrides", _json(o.hf_overrides))
+        flag(argv, "--compilation-config", _json(o.compilation_config))
+        flag(argv, "--limit-mm-per-prompt", _json(o.limit_mm_per_prompt))
+        flag(argv, "--default-chat-template-kwargs", _json(o.default_chat_template_kwargs))
+        bool_opt(argv, "--enable-lora", o.enable_lora)
+        flag(argv, "--max-loras", o.max_loras)
+        flag(argv, "--max-lora-rank", o.max_lora_rank)
+        if o.lora_modules:
+            argv.append("--lora-modules")
+            argv += [f"{name}={_expand(path)}" for name, path in o.lora_modules.items()]
+        flag(argv, "--data-parallel-size", o.data_parallel_size)
+        bool_opt(argv, "--enable-expert-parallel", o.enable_expert_parallel)
+        flag(argv, "--nnodes", o.nnodes)
+        flag(argv, "--node-rank", o.node_rank)
+        flag(argv, "--master-addr", o.master_addr)
+        flag(argv, "--master-port", o.master_port)
+        flag(argv, "--disable-log-stats", o.disable_log_stats)
+        bool_opt(argv, "--enable-log-requests", o.enable_log_requests)
+        flag(argv, "--max-log-len", o.max_log_len)
+        flag(argv, "--uvicorn-log-level", o.uvicorn_log_level)
+
+    # -- runtime side ---------------------------------------------------------------------
+    def probe(self, client: httpx.Client, endpoint: Endpoint) -> Probe:
+        import httpx
+
+        try:
+            r = client.get(endpoint.health_url or endpoint.base_url + "/models")
+        except httpx.TransportError as e:
+            # vLLM binds its port only once the model is loaded: refused means "loading"
+            # as much as "down"; the supervisor tells the two apart by the process.
+            return Probe(Readiness.DOWN, f"{type(e).__name__} (vLLM opens its port after load)")
+        if r.status_code == 200:
+            return Probe(Readiness.READY, "/health 200")
+        return Probe(Readiness.LOADING, f"/health {r.status_code} (503: engine not healthy)")
+
+    def stop_plan(self, profile: Profile) -> StopPlan:
+        # SIGTERM lets vLLM stop its engine-core and worker processes and free the GPU;
+        # multi-GPU shutdowns take several seconds.
+        return StopPlan(grace_s=30.0)
+
+
+def bool_opt(argv: list, name: str, value: bool | None) -> None:
+    """A BooleanOptionalAction flag: True -> --name, False -> --no-name, None -> nothing."""
+    if value is None:
+        return
+    argv.append(name if value else "--no-" + name[2:])
+
+
+def _at_least(version: str, minimum: tuple[int, ...]) -> bool:
+    v = version_tuple(version)
+    return bool(v) and v >= minimum
+
+
+def _num(value: float | None) -> str | None:
+    if value is None:
+        return None
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _json(value) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def _expand(path: str | None) -> str | None:
+    import os
+
+    return None if path is None else os.path.expanduser(path)
