@@ -19,6 +19,9 @@ from llmdeploy_cli.backend import Backend, Command, Endpoint, Plan, RenderContex
 from llmdeploy_cli.engine_env import executable_for_argv
 from llmdeploy_cli.profile import Profile
 
+# `transformers serve --quantization` choices (transformers 5.23 cli/serve.py).
+QUANTIZATIONS = ("bnb-4bit", "bnb-8bit")
+
 
 class TransformersOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -53,6 +56,20 @@ class TransformersBackend(Backend):
     )
     lists_models = False
     timeouts = (180.0, 600.0, 300.0)
+
+    def check(self, profile: Profile, version: str) -> list:
+        issues = super().check(profile, version)
+        q = profile.model.quantization
+        if q is not None and q not in QUANTIZATIONS:
+            issues.append(
+                profile.issue(
+                    ("model", "quantization"),
+                    f"transformers serve takes --quantization {' or '.join(QUANTIZATIONS)}, "
+                    f"not {q!r}",
+                    hint="pre-quantized checkpoints (AWQ, GPTQ, fp8) load without this key",
+                )
+            )
+        return issues
 
     def model_arg(self, profile: Profile) -> str:
         local = profile.model_path()
