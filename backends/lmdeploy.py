@@ -1,0 +1,336 @@
+"""LMDeploy `lmdeploy serve api_server` (target 0.18).
+
+Every flag below was read from LMDeploy's own source: the 0.18.0 release
+(`lmdeploy/cli/serve.py` `add_parser_api_server`, `lmdeploy/cli/utils.py` `ArgumentHelper`)
+and the InternLM/lmdeploy repository history for the version gates:
+- `lmdeploy serve api_server MODEL_PATH --server-name --server-port --model-name --backend
+  {turbomind,pytorch} --dtype {auto,float16,bfloat16} --tp --session-len --max-batch-size
+  --cache-max-entry-count --quant-policy --model-format --chat-template --reasoning-parser
+  --tool-call-parser --api-keys --device {cuda,ascend,maca,camb} --revision --download-dir
+  --log-level --trust-remote-code ...` (plain argparse: exact option strings only).
+- `--server-name` defaults to 0.0.0.0 (every interface): the host is always rendered.
+- `--trust-remote-code` is a store_true flag, default False, added in 0.13
+  (commit 81be529 "add explicit trust_remote_code controls"); older releases trusted
+  remote code implicitly.
+- `--cache-max-entry-count` (default 0.8) is the fraction of FREE GPU memory left after the
+  weights that the KV cache takes (`lmdeploy/messages.py`); vLLM's
+  `--gpu-memory-utilization` is a fraction of TOTAL memory. They are not interchangeable,
+  so `resources.gpu_memory_utilization` is refused here with a pointer to
+  `options.cache_max_entry_count`. The PyTorch engine asserts 0 < x < 1.
+- `--quant-policy` parses names (none/int4/int8/fp8/fp8_e4m3/fp8_e5m2/turbo_quant, 0.14+)
+  or the ints 0/4/8/16/17/42 (`QuantPolicy` in `lmdeploy/messages.py`); llmctl renders the
+  int, which every release that has that policy accepts.
+- `--chat-template` takes a ChatTemplateConfig JSON file or a built-in template name, not
+  a Jinja file (`get_chat_template` in `lmdeploy/cli/utils.py`), so the common
+  `model.chat_template` key is refused and `options.chat_template` carries it.
+- `--api-keys` (nargs='*') is the only way to give the server keys: there is no
+  environment variable (`lmdeploy/serve/openai/api_server.py`). The key is a Secret in argv.
+  `/health` is exempt from the key (`AuthenticationMiddleware` in
+  `lmdeploy/serve/utils/server_utils.py`); `/v1/*` needs it.
+- The engine is built before uvicorn binds the port: connection refused while loading;
+  `/health` answers 200 when healthy (503 otherwise); `/v1/models` lists `--model-name`.
+- `LMDEPLOY_USE_MODELSCOPE=True` switches downloads to ModelScope (`lmdeploy/utils.py`
+  `get_model`, compared case-insensitively with "true").
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from llmdeploy_cli.backend import Backend, Command, Plan, RenderContext, Step, flag
+from llmdeploy_cli.engine_env import executable_for_argv, version_tuple
+from llmdeploy_cli.errors import ProfileIssue
+from llmdeploy_cli.profile import Profile
+
+# QuantPolicy in lmdeploy/messages.py (0.18): name -> value; the CLI also takes fp8_e4m3.
+QUANT_POLICIES = {
+    "none": 0,
+    "int4": 4,
+    "int8": 8,
+    "fp8": 16,
+    "fp8_e4m3": 16,
+    "fp8_e5m2": 17,
+    "turbo_quant": 42,
+}
+# --model-format choices in lmdeploy/cli/utils.py (0.18).
+MODEL_FORMATS = ("hf", "awq", "gptq", "compressed-tensors", "fp8", "mxfp4")
+DEVICES = ("cuda", "ascend", "maca", "camb")
+LOG_LEVELS = ("CRITICAL", "FATAL", "ERROR", "WARN", "WARNING", "INFO", "DEBUG", "NOTSET")
+
+
+def _policy_value(v: int | str) -> int:
+    if isinstance(v, bool):
+        raise ValueError("must be a KV cache quant policy name or number")
+    if isinstance(v, int):
+        if v not in set(QUANT_POLICIES.values()):
+            raise ValueError(f"must be one of {sorted(set(QUANT_POLICIES.values()))}")
+        return v
+    key = str(v).strip().lower()
+    if key in QUANT_POLICIES:
+        return QUANT_POLICIES[key]
+    if key.isdigit():
+        return _policy_value(int(key))
+    raise ValueError(f"must be one of {', '.join(QUANT_POLICIES)} or 0/4/8/16/17/42")
+
+
+class LmdeployOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["turbomind", "pytorch"] | None = Field(
+        None,
+        description="Inference engine (--backend); unset: LMDeploy's default (turbomind, "
+        "falling back to pytorch for models TurboMind does not support)",
+    )
+    cache_max_entry_count: Annotated[float, Field(gt=0)] | None = Field(
+        None,
+        description="Fraction of FREE GPU memory after weights for the KV cache "
+        "(--cache-max-entry-count, engine default 0.8); not vLLM's gpu_memory_utilization",
+    )
+    quant_policy: int | str | None = Field(
+        None,
+        description="KV cache quantization (--quant-policy): none/int4/int8/fp8/fp8_e5m2/"
+        "turbo_quant or 0/4/8/16/17/42",
+    )
+    model_format: Literal[MODEL_FORMATS] | None = Field(  # type: ignore[valid-type]
+        None, description="Weight format (--model-format); model.quantization sets it too"
+    )
+    device: Literal[DEVICES] | None = Field(  # type: ignore[valid-type]
+        None, description="Device type (--device): cuda, ascend, maca, camb (PyTorch engine)"
+    )
+    chat_template: str | None = Field(
+        None,
+        description="ChatTemplateConfig JSON file or built-in template name (--chat-template)",
+    )
+    log_level: Literal[LOG_LEVELS] | None = Field(  # type: ignore[valid-type]
+        None, description="Server log level (--log-level, engine default WARNING)"
+    )
+    max_prefill_token_num: Annotated[int, Field(gt=0)] | None = Field(
+        None, description="Most tokens per prefill iteration (--max-prefill-token-num)"
+    )
+    cache_block_seq_len: Annotated[int, Field(gt=0)] | None = Field(
+        None, description="Tokens per KV cache block (--cache-block-seq-len)"
+    )
+    enable_prefix_caching: bool = Field(False, description="--enable-prefix-caching")
+    max_concurrent_requests: Annotated[int, Field(gt=0)] | None = Field(
+        None, description="Requests the server admits at once (--max-concurrent-requests)"
+    )
+    download_dir: str | None = Field(None, description="Where hub downloads go (--download-dir)")
+    eager_mode: bool = Field(
+        False, description="Disable CUDA graphs, PyTorch engine (--eager-mode)"
+    )
+
+    @field_validator("quant_policy")
+    @classmethod
+    def _policy(cls, v):
+        return None if v is None else _policy_value(v)
+
+
+# Hints for common keys LMDeploy cannot honour as the profile means them.
+REFUSED_HINTS = {
+    "resources.gpu_memory_utilization": (
+        "LMDeploy sizes its KV cache as a fraction of the FREE memory left after the weights, "
+        "not of total memory: set options.cache_max_entry_count (default 0.8) instead "
+        "(docs/backends/lmdeploy.md)"
+    ),
+    "model.chat_template": (
+        "LMDeploy's --chat-template takes a ChatTemplateConfig JSON file or a built-in "
+        "template name, not a Jinja file: use options.chat_template"
+    ),
+    "resources.max_num_batched_tokens": (
+        "LMDeploy has no per-step token budget; options.max_prefill_token_num caps prefill "
+        "tokens per iteration"
+    ),
+    "resources.pipeline_parallel": (
+        "LMDeploy serve has no pipeline parallelism: use tensor_parallel"
+    ),
+    "model.tokenizer": "LMDeploy always loads the tokenizer from the model directory",
+}
+
+
+class LmdeployBackend(Backend):
+    name = "lmdeploy"
+    summary = "LMDeploy api_server (TurboMind or PyTorch engine, GPU)"
+    default_port = 23333
+    executable = "lmdeploy"
+    distribution = "lmdeploy"
+    newest_known = "0.18.0"
+    Options = LmdeployOptions
+    supports = frozenset(
+        {
+            "model.served_name",
+            "model.revision",
+            "model.dtype",
+            "model.trust_remote_code",
+            "model.quantization",
+            "model.reasoning_parser",
+            "model.tool_call_parser",
+            "server.api_key_env",
+            "resources.device",
+            "resources.max_model_len",
+            "resources.max_num_seqs",
+            "resources.tensor_parallel",
+            "resources.kv_cache_dtype",
+        }
+    )
+    install_hint = "python -m venv ~/.venvs/lmdeploy && ~/.venvs/lmdeploy/bin/pip install lmdeploy"
+    timeouts = (900.0, 600.0, 300.0)
+
+    # -- static ---------------------------------------------------------------------------
+    def check(self, profile: Profile, version: str) -> list[ProfileIssue]:
+        issues = []
+        for issue in super().check(profile, version):
+            issue.hint = REFUSED_HINTS.get(issue.key, issue.hint)
+            issues.append(issue)
+        m, r = profile.model, profile.resources
+        try:
+            opts = self.Options.model_validate(profile.options)
+        except Exception:  # reported by options(); nothing more to check here
+            return issues
+        if m.dtype == "float32":
+            issues.append(
+                profile.issue(
+                    ("model", "dtype"),
+                    "LMDeploy's --dtype takes auto, float16 or bfloat16 (no float32)",
+                    hint="use auto, float16 or bfloat16",
+                )
+            )
+        if m.quantization is not None and m.quantization not in MODEL_FORMATS[1:]:
+            issues.append(
+                profile.issue(
+                    ("model", "quantization"),
+                    f"LMDeploy reads quantized weights as --model-format "
+                    f"{'/'.join(MODEL_FORMATS[1:])} (got {m.quantization!r})",
+                    hint="KV cache quantization is resources.kv_cache_dtype or "
+                    "options.quant_policy",
+                )
+            )
+        if (
+            m.quantization is not None
+            and opts.model_format is not None
+            and m.quantization != opts.model_format
+        ):
+            issues.append(
+                profile.issue(
+                    ("options", "model_format"),
+                    "model.quantization and options.model_format both set --model-format",
+                    hint="keep one of them",
+                )
+            )
+        if r.kv_cache_dtype is not None:
+            try:
+                policy = _policy_value(r.kv_cache_dtype) if r.kv_cache_dtype != "auto" else 0
+            except ValueError as e:
+                issues.append(
+                    profile.issue(
+                        ("resources", "kv_cache_dtype"),
+                        f"LMDeploy KV cache quantization (--quant-policy) {e}",
+                    )
+                )
+            else:
+                if opts.quant_policy is not None and opts.quant_policy != policy:
+                    issues.append(
+                        profile.issue(
+                            ("options", "quant_policy"),
+                            "resources.kv_cache_dtype and options.quant_policy both set "
+                            "--quant-policy and disagree",
+                            hint="keep one of them",
+                        )
+                    )
+        if r.device == "cpu":
+            issues.append(
+                profile.issue(
+                    ("resources", "device"),
+                    "LMDeploy has no CPU device (--device takes cuda, ascend, maca, camb)",
+                )
+            )
+        elif r.device == "cuda" and opts.device not in (None, "cuda"):
+            issues.append(
+                profile.issue(
+                    ("options", "device"),
+                    f"resources.device is cuda but options.device is {opts.device}",
+                    hint="keep one of them",
+                )
+            )
+        if opts.device not in (None, "cuda") and opts.backend != "pytorch":
+            issues.append(
+                profile.issue(
+                    ("options", "device"),
+                    f"device {opts.device} runs only on LMDeploy's PyTorch engine",
+                    hint="set options.backend: pytorch",
+                )
+            )
+        cmec = opts.cache_max_entry_count
+        if cmec is not None and cmec >= 1 and opts.backend == "pytorch":
+            issues.append(
+                profile.issue(
+                    ("options", "cache_max_entry_count"),
+                    "the PyTorch engine needs 0 < cache_max_entry_count < 1",
+                )
+            )
+        return issues
+
+    def model_arg(self, profile: Profile) -> str:
+        local = profile.model_path()
+        return str(local) if local is not None else profile.model.source
+
+    def build(self, profile: Profile, ctx: RenderContext) -> Plan:
+        opts: LmdeployOptions = self.options(profile)
+        m, r, s = profile.model, profile.resources, profile.server
+        v = version_tuple(ctx.engine_version)
+        warnings: list[str] = []
+        argv = [executable_for_argv(self, profile), "serve", "api_server", self.model_arg(profile)]
+        # --server-name defaults to 0.0.0.0: always say where it binds.
+        flag(argv, "--server-name", s.host)
+        flag(argv, "--server-port", self.port(profile, ctx))
+        flag(argv, "--model-name", profile.served_name)
+        flag(argv, "--backend", opts.backend)
+        flag(argv, "--dtype", m.dtype)
+        if m.trust_remote_code:
+            if v >= (0, 13):
+                argv.append("--trust-remote-code")
+            else:
+                warnings.append(
+                    f"lmdeploy {ctx.engine_version} has no --trust-remote-code (added in 0.13); "
+                    "it trusts remote code implicitly"
+                )
+        flag(argv, "--revision", m.revision)
+        flag(argv, "--download-dir", opts.download_dir)
+        flag(argv, "--session-len", r.max_model_len)
+        flag(argv, "--max-batch-size", r.max_num_seqs)
+        flag(argv, "--cache-max-entry-count", opts.cache_max_entry_count)
+        flag(argv, "--cache-block-seq-len", opts.cache_block_seq_len)
+        flag(argv, "--max-prefill-token-num", opts.max_prefill_token_num)
+        flag(argv, "--enable-prefix-caching", opts.enable_prefix_caching)
+        if r.tensor_parallel != 1:
+            flag(argv, "--tp", r.tensor_parallel)
+        policy = opts.quant_policy
+        if policy is None and r.kv_cache_dtype not in (None, "auto"):
+            policy = _policy_value(r.kv_cache_dtype)
+        if policy:  # 0 is the engine default (no KV quantization)
+            flag(argv, "--quant-policy", policy)
+        flag(argv, "--model-format", opts.model_format or m.quantization)
+        device = opts.device or (r.device if r.device == "cuda" else None)
+        flag(argv, "--device", device)
+        flag(argv, "--eager-mode", opts.eager_mode)
+        flag(argv, "--chat-template", opts.chat_template)
+        flag(argv, "--reasoning-parser", m.reasoning_parser)
+        flag(argv, "--tool-call-parser", m.tool_call_parser)
+        flag(argv, "--max-concurrent-requests", opts.max_concurrent_requests)
+        flag(argv, "--log-level", opts.log_level)
+        if s.api_key_env:
+            # No environment variable exists for server keys: argv is the only way in.
+            argv += ["--api-keys", ctx.secret(s.api_key_env)]
+        argv += profile.extra_args
+
+        env = self.base_env(profile, ctx)
+        if profile.hub.source == "modelscope":
+            env["LMDEPLOY_USE_MODELSCOPE"] = "True"
+        return Plan(
+            steps=[Step("server", Command(argv, env))],
+            endpoint=self.endpoint(profile, ctx),
+            engine_version=ctx.engine_version,
+            version_source=ctx.version_source,
+            warnings=warnings,
+        )
