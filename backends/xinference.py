@@ -240,10 +240,14 @@ class XinferenceBackend(Backend):
                     hint="remove server.api_key_env, or keep auth on",
                 )
             )
-        if auth and not (
-            opts.home
-            or "XINFERENCE_HOME" in profile.env
-            or "XINFERENCE_AUTH_DB_PATH" in profile.env
+        if (
+            auth
+            and s.managed
+            and not (
+                opts.home
+                or "XINFERENCE_HOME" in profile.env
+                or "XINFERENCE_AUTH_DB_PATH" in profile.env
+            )
         ):
             issues.append(
                 profile.issue(
@@ -422,6 +426,8 @@ class XinferenceBackend(Backend):
         Skips the launch when the uid is already running (a server llmctl does not manage,
         or a second `serve` against the same server).
         """
+        import time
+
         import httpx
 
         from llmdeploy_cli.command import scrub
@@ -435,23 +441,35 @@ class XinferenceBackend(Backend):
             headers["Authorization"] = f"Bearer {key}"
         secrets = plan.secrets() | ({key} if key else set())
         wait = profile.health.load_timeout or self.timeouts[1]
+        deadline = time.monotonic() + wait
         try:
-            r = client.get(f"{root}/v1/models/{ep.model}", headers=headers)
-            if r.status_code == 200:
-                report(f"launch: model uid '{ep.model}' is already running", None)
-                return
-            if r.status_code in (401, 403):
-                raise LlmctlError(
-                    f"launch: Xinference refused the API key ({r.status_code})",
-                    hint=f"check the key in ${ep.api_key_env} and that it has models:write",
-                )
+            while True:
+                r = client.get(f"{root}/v1/models/{ep.model}", headers=headers)
+                if r.status_code == 200:
+                    report(f"launch: model uid '{ep.model}' is already running", None)
+                    return
+                if r.status_code in (401, 403):
+                    raise LlmctlError(
+                        f"launch: Xinference refused the request ({r.status_code})",
+                        hint=_auth_hint(ep),
+                    )
+                if r.status_code != 503:  # 400: no such uid yet
+                    break
+                # 503: launched by someone else and still loading: wait for it.
+                if time.monotonic() >= deadline:
+                    raise NotReadyError(
+                        f"launch: model '{ep.model}' was still loading after {wait:.0f} s",
+                        hint="raise health.load_timeout",
+                    )
+                report(f"launch: model uid '{ep.model}' is loading; waiting", None)
+                time.sleep(2.0)
             payload = self.launch_payload(profile)
             report(f"launch: {plan.steps[1].command.display()}", None)
             r = client.post(
                 f"{root}/v1/models",
                 json=payload,
                 headers=headers,
-                timeout=httpx.Timeout(wait, connect=10.0),
+                timeout=httpx.Timeout(max(deadline - time.monotonic(), 1.0), connect=10.0),
             )
         except httpx.TimeoutException:
             raise NotReadyError(
@@ -464,15 +482,23 @@ class XinferenceBackend(Backend):
             ) from None
         if r.status_code != 200:
             try:
-                detail = str(r.json().get("detail", r.text))
+                body = r.json()
+                detail = str(body.get("detail", r.text) if isinstance(body, dict) else body)
             except ValueError:
                 detail = r.text
             detail = scrub(detail.strip(), secrets)[-2000:]
-            hint = None
-            if r.status_code in (401, 403):
-                hint = f"check the key in ${ep.api_key_env} and that it has models:write"
+            hint = _auth_hint(ep) if r.status_code in (401, 403) else None
             raise LlmctlError(
                 f"launch failed ({r.status_code}): {detail.splitlines()[-1] if detail else ''}",
                 hint=hint or (detail or None),
             )
         report(f"launch: model uid '{ep.model}' is ready", 1.0)
+
+
+def _auth_hint(ep: Endpoint) -> str:
+    if ep.api_key_env:
+        return f"check the key in ${ep.api_key_env} and that it may list and launch models"
+    return (
+        "this Xinference has auth on: set server.api_key_env to a key created in it "
+        "(and options.home), or start it with options.auth: false"
+    )
