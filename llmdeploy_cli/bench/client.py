@@ -1,0 +1,204 @@
+"""One streaming chat completion, timed chunk by chunk (httpx, no retries).
+
+httpx is used directly (DESIGN.md §6): the OpenAI SDK retries twice by default, which
+hides failures, and httpx's default pool caps at 100 connections, which would cap the
+concurrency silently. The caller builds the client with `make_client`, whose pool limit is
+at least the concurrency, and whose transport never retries.
+
+Every failure gets a class (connect, timeout, http_404, http_500, disconnected,
+bad_stream, empty_answer, interrupted, ...) so a report can count them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import TYPE_CHECKING
+
+from llmdeploy_cli.bench.metrics import RequestRecord
+
+if TYPE_CHECKING:  # pragma: no cover
+    import httpx
+
+    from llmdeploy_cli.bench.workload import Prompt, Tokenizer
+
+now = time.monotonic
+
+
+def make_client(max_connections: int, timeout: float, api_key: str | None = None):
+    import httpx
+
+    limits = httpx.Limits(
+        max_connections=max_connections,
+        max_keepalive_connections=max_connections,
+        keepalive_expiry=30.0,
+    )
+    headers = {"Accept": "text/event-stream"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    return httpx.AsyncClient(
+        limits=limits,
+        # pool=None: waiting for a free connection is the bench's own queueing (the
+        # concurrency cap already bounds it), never a request failure.
+        timeout=httpx.Timeout(connect=10.0, read=timeout, write=30.0, pool=None),
+        transport=httpx.AsyncHTTPTransport(retries=0, limits=limits),
+        headers=headers,
+        trust_env=False,  # a proxy variable must not reroute a loopback bench
+    )
+
+
+def request_body(model: str, prompt: Prompt, force_output_len: bool) -> dict:
+    body: dict = {
+        "model": model,
+        "messages": prompt.messages,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    if prompt.output_len:
+        body["max_tokens"] = prompt.output_len
+        if force_output_len:
+            # vLLM / SGLang sampling extensions: generate exactly max_tokens.
+            body["ignore_eos"] = True
+            body["min_tokens"] = prompt.output_len
+    return body
+
+
+def _delta_kinds(delta: dict) -> tuple[set[str], str]:
+    kinds: set[str] = set()
+    text = ""
+    content = delta.get("content")
+    if content:
+        kinds.add("content")
+        text += content
+    reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+    if reasoning:
+        kinds.add("reasoning")
+        text += reasoning
+    if delta.get("tool_calls"):
+        kinds.add("tool_calls")
+        for call in delta["tool_calls"]:
+            fn = (call or {}).get("function") or {}
+            text += (fn.get("name") or "") + (fn.get("arguments") or "")
+    return kinds, text
+
+
+def _error_message(status: int, body: bytes) -> str:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return body.decode("utf-8", "replace").strip()[:300] or f"HTTP {status}"
+    err = data.get("error", data) if isinstance(data, dict) else data
+    if isinstance(err, dict):
+        msg = err.get("message") or err.get("detail") or json.dumps(err)
+    else:
+        msg = str(err)
+    return str(msg)[:300]
+
+
+async def send(
+    client: httpx.AsyncClient,
+    url: str,
+    body: dict,
+    rec: RequestRecord,
+    tokenizer: Tokenizer | None = None,
+    prompt_len: int | None = None,
+) -> RequestRecord:
+    """Send one request and fill `rec` in place. Never raises except for cancellation."""
+    import httpx
+
+    headers = {"x-request-id": rec.request_id} if rec.request_id else None
+    rec.sent = now()
+    try:
+        async with client.stream("POST", url, json=body, headers=headers) as resp:
+            rec.status = resp.status_code
+            if resp.status_code != 200:
+                raw = await resp.aread()
+                rec.error_class = f"http_{resp.status_code}"
+                rec.error = _error_message(resp.status_code, raw)
+                rec.done = now()
+                return rec
+            usage = None
+            async for line in resp.aiter_lines():
+                t = now()
+                if not line.startswith("data:"):
+                    continue
+                payload = line[5:].strip()
+                if payload == "[DONE]":
+                    break
+                try:
+                    data = json.loads(payload)
+                except ValueError:
+                    rec.error_class, rec.error = "bad_stream", f"not JSON: {payload[:200]}"
+                    rec.done = now()
+                    return rec
+                if not isinstance(data, dict):
+                    continue
+                choices = data.get("choices")
+                if choices:
+                    if rec.first_chunk is None:
+                        rec.first_chunk = t
+                    rec.last_choice = t
+                    choice = choices[0] or {}
+                    kinds, text = _delta_kinds(choice.get("delta") or {})
+                    if kinds:
+                        if rec.first_content is None:
+                            rec.first_content = t
+                        rec.content_times.append(t)
+                        rec.kinds |= kinds
+                        rec.text += text
+                    if choice.get("finish_reason"):
+                        rec.finish_reason = choice["finish_reason"]
+                elif data.get("error") and rec.first_content is None:
+                    err = data["error"]
+                    rec.error_class = "stream_error"
+                    rec.error = str(err.get("message") if isinstance(err, dict) else err)[:300]
+                    rec.done = now()
+                    return rec
+                if data.get("usage"):
+                    usage = data["usage"]
+            rec.done = now()
+    except asyncio.CancelledError:
+        rec.error_class, rec.error = "interrupted", "stopped before the answer ended"
+        rec.done = now()
+        raise
+    except httpx.ConnectTimeout as e:
+        rec.error_class, rec.error = "connect_timeout", str(e) or "connect timed out"
+    except httpx.ConnectError as e:
+        rec.error_class, rec.error = "connect", str(e) or "connection refused"
+    except httpx.TimeoutException as e:
+        rec.error_class, rec.error = "timeout", str(e) or type(e).__name__
+    except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as e:
+        rec.error_class, rec.error = "disconnected", str(e) or type(e).__name__
+    except httpx.HTTPError as e:
+        rec.error_class, rec.error = type(e).__name__, str(e)
+    except OSError as e:  # pragma: no cover - sockets failing under httpx
+        rec.error_class, rec.error = "os_error", str(e)
+    if rec.error_class:
+        rec.done = rec.done or now()
+        return rec
+    if rec.first_content is None:
+        rec.error_class = "empty_answer"
+        rec.error = "the stream ended without a chunk carrying content, reasoning or tool calls"
+        return rec
+    rec.ok = True
+    _count_tokens(rec, usage, tokenizer, prompt_len)
+    return rec
+
+
+def _count_tokens(rec: RequestRecord, usage, tokenizer, prompt_len) -> None:
+    ct = usage.get("completion_tokens") if isinstance(usage, dict) else None
+    if isinstance(ct, int) and ct > 0:
+        rec.output_tokens, rec.token_source = ct, "usage"
+    elif tokenizer is not None:
+        rec.output_tokens, rec.token_source = tokenizer.count(rec.text), "tokenizer"
+    else:
+        rec.output_tokens, rec.token_source = len(rec.content_times), "chunks"
+    pt = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+    if isinstance(pt, int) and pt > 0:
+        rec.prompt_tokens, rec.prompt_source = pt, "usage"
+    elif prompt_len:
+        rec.prompt_tokens, rec.prompt_source = prompt_len, "local"
+
+
+__all__ = ["make_client", "now", "request_body", "send"]

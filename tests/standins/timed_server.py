@@ -1,0 +1,203 @@
+"""A stand-in OpenAI-compatible chat server with known, injected timings (tests only).
+
+Not an engine: it streams `tokens` chunks of one word each, the first one `--ttft-ms` after
+the request arrived and the next ones `--itl-ms` apart, on an absolute timeline (so a late
+wake-up never shifts the later chunks). Like vLLM it first sends a role-only chunk
+(`{"role": "assistant", "content": ""}`) at once, and puts `usage` in a final chunk with
+no choices when `stream_options.include_usage` is set.
+
+Server-side timestamps (time.monotonic(), the same clock as the client on Linux):
+every chunk carries `"llmctl_stamp"`, and GET /stamps returns, per `x-request-id`,
+`{"received": t, "role": t, "chunks": [t, ...]}` with `t` taken just before each write.
+
+Fault injection: `--model` (404 for any other name), `--fail-every K --fail-status S`
+(every K-th chat request answered S), `--die-after N` (the process exits halfway through
+the N-th request's stream), `--strict` (400 for ignore_eos/min_tokens, like a server
+that does not know vLLM's extensions).
+
+Run: `python tests/standins/timed_server.py --port 0 --ttft-ms 50 --itl-ms 10`; it prints
+`READY <port>` on stdout once it listens. `standin(...)` does that from a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+now = time.monotonic
+
+
+class Server:
+    def __init__(self, args):
+        self.a = args
+        self.count = 0
+        self.stamps: dict[str, dict] = {}
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                received = now()
+                lines = head.decode("latin-1").split("\r\n")
+                method, path, _ = lines[0].split(" ", 2)
+                headers = {}
+                for line in lines[1:]:
+                    if ":" in line:
+                        k, v = line.split(":", 1)
+                        headers[k.strip().lower()] = v.strip()
+                n = int(headers.get("content-length", "0") or 0)
+                body = await reader.readexactly(n) if n else b""
+                await self.route(method, path.split("?")[0], headers, body, received, writer)
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    async def json_reply(self, writer, status: int, data) -> None:
+        payload = json.dumps(data).encode()
+        reason = {200: "OK", 400: "Bad Request", 404: "Not Found"}.get(status, "Error")
+        writer.write(
+            f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(payload)}\r\n\r\n".encode()
+            + payload
+        )
+        await writer.drain()
+
+    async def route(self, method, path, headers, body, received, writer) -> None:
+        if method == "GET" and path == "/health":
+            return await self.json_reply(writer, 200, {"status": "ok"})
+        if method == "GET" and path == "/v1/models":
+            return await self.json_reply(
+                writer, 200, {"object": "list", "data": [{"id": self.a.model, "object": "model"}]}
+            )
+        if method == "GET" and path == "/stamps":
+            return await self.json_reply(writer, 200, self.stamps)
+        if method == "POST" and path == "/v1/chat/completions":
+            return await self.chat(headers, body, received, writer)
+        return await self.json_reply(writer, 404, {"error": {"message": f"no route {path}"}})
+
+    async def chat(self, headers, body, received, writer) -> None:
+        req = json.loads(body or b"{}")
+        if req.get("model") != self.a.model:
+            return await self.json_reply(
+                writer,
+                404,
+                {"error": {"message": f"The model `{req.get('model')}` does not exist."}},
+            )
+        if self.a.strict and ("ignore_eos" in req or "min_tokens" in req):
+            return await self.json_reply(
+                writer, 400, {"error": {"message": "unknown parameter: ignore_eos"}}
+            )
+        self.count += 1
+        number = self.count
+        if self.a.fail_every and number % self.a.fail_every == 0:
+            return await self.json_reply(
+                writer, self.a.fail_status, {"error": {"message": "injected failure"}}
+            )
+        tokens = int(req.get("max_tokens") or req.get("max_completion_tokens") or self.a.tokens)
+        rid = headers.get("x-request-id") or f"anon-{number}"
+        st = {"received": received, "role": None, "chunks": []}
+        self.stamps[rid] = st
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            b"Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        base = {
+            "id": f"chatcmpl-{number}",
+            "object": "chat.completion.chunk",
+            "model": self.a.model,
+        }
+
+        async def event(data: dict | str) -> float:
+            t = now()
+            if isinstance(data, dict):
+                data["llmctl_stamp"] = t
+                data = json.dumps(data)
+            raw = f"data: {data}\n\n".encode()
+            writer.write(f"{len(raw):x}\r\n".encode() + raw + b"\r\n")
+            await writer.drain()
+            return t
+
+        st["role"] = await event(
+            {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}
+        )
+        ttft = self.a.ttft_ms / 1000.0
+        itl = self.a.itl_ms / 1000.0
+        for k in range(tokens):
+            target = received + ttft + k * itl
+            delay = target - now()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if self.a.die_after and number == self.a.die_after and k >= tokens // 2:
+                os._exit(3)
+            last = k == tokens - 1
+            choice = {"index": 0, "delta": {"content": f" w{k}"}, "finish_reason": None}
+            if last:
+                choice["finish_reason"] = "length"
+            st["chunks"].append(await event({**base, "choices": [choice]}))
+        if (req.get("stream_options") or {}).get("include_usage"):
+            usage = {"prompt_tokens": 7, "completion_tokens": tokens, "total_tokens": 7 + tokens}
+            await event({**base, "choices": [], "usage": usage})
+        await event("[DONE]")
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
+
+async def serve(args) -> None:
+    srv = Server(args)
+    server = await asyncio.start_server(srv.handle, args.host, args.port, backlog=1024)
+    port = server.sockets[0].getsockname()[1]
+    print(f"READY {port}", flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+def parse(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--model", default="standin")
+    p.add_argument("--ttft-ms", type=float, default=20.0)
+    p.add_argument("--itl-ms", type=float, default=5.0)
+    p.add_argument("--tokens", type=int, default=16, help="when the request sets no max_tokens")
+    p.add_argument("--fail-every", type=int, default=0)
+    p.add_argument("--fail-status", type=int, default=500)
+    p.add_argument("--die-after", type=int, default=0)
+    p.add_argument("--strict", action="store_true")
+    return p.parse_args(argv)
+
+
+@contextlib.contextmanager
+def standin(*args: str, python: str | None = None):
+    """Start the stand-in in its own process; yield (base_url, popen); always kill it."""
+    proc = subprocess.Popen(
+        [python or sys.executable, str(Path(__file__).resolve()), "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        if not line.startswith("READY "):
+            raise RuntimeError(f"stand-in did not start: {line!r}")
+        port = int(line.split()[1])
+        yield f"http://127.0.0.1:{port}/v1", proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+        if proc.stdout:
+            proc.stdout.close()
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(parse()))
