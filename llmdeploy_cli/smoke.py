@@ -343,7 +343,9 @@ def chat_body(model: str, spec: SmokeSpec, *, stream: bool = False) -> dict:
 def _list_models(ctx: _Ctx) -> tuple[list[str] | None, str]:
     """(ids, why-not). Transport errors propagate as UnreachableError."""
     url = ctx.url("/models")
-    r = _send(ctx, "GET", url)
+    # A fresh connection: servers that fail the listing with an unhandled exception
+    # (transformers serve without an HF cache: 500) reset the kept-alive connection.
+    r = _send(ctx, "GET", url, headers={"Connection": "close"})
     if r.status_code in (401, 403):
         _raise_auth(ctx, r, url)
     if r.status_code != 200:
@@ -801,3 +803,39 @@ def _names(ids: list[str], n: int = 8) -> str:
 
 def _ms(s: float | None) -> float | None:
     return None if s is None else round(s * 1000.0, 1)
+
+
+def first_listed_model(
+    base_url: str,
+    *,
+    api_key: str | None = None,
+    api_key_env: str | None = None,
+    timeout: float | None = None,
+) -> str:
+    """The first model GET {base_url}/models lists (for `smoke --url` without --model)."""
+    import httpx
+
+    from llmdeploy_cli.backend import Endpoint
+    from llmdeploy_cli.errors import UsageError
+
+    t = float(timeout) if timeout else 30.0
+    endpoint = Endpoint(base_url=base_url.rstrip("/"), model="", api_key_env=api_key_env)
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    report = SmokeReport(base_url=endpoint.base_url, model="", task="chat")
+    ctx = _Ctx(endpoint, report, t)
+    with httpx.Client(
+        headers=headers, timeout=httpx.Timeout(t, connect=min(t, 10.0)), trust_env=False
+    ) as client:
+        ctx.client = client
+        ids, why = _list_models(ctx)
+    if ids is None:
+        raise UsageError(
+            f"cannot pick a model: {why}",
+            hint="pass --model NAME (the exact name requests must carry)",
+        )
+    if not ids:
+        raise UsageError(
+            f"{endpoint.base_url}/models lists no model",
+            hint="pass --model NAME, or wait until the server has loaded its model",
+        )
+    return ids[0]

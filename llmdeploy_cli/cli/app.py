@@ -29,6 +29,7 @@ app = typer.Typer(
 COMMAND_MODULES = [
     "llmdeploy_cli.cli.profile_cmds",  # init, validate, render
     "llmdeploy_cli.cli.backends_cmd",  # backends
+    "llmdeploy_cli.cli.smoke_cmd",  # smoke
 ]
 
 _debug = os.environ.get("LLMCTL_DEBUG") == "1"
