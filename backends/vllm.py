@@ -34,6 +34,7 @@ once up (503 when the engine died), `/health` is outside `/v1` so needs no key, 
 from __future__ import annotations
 
 import json
+import os
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -317,6 +318,4 @@ def _json(value) -> str | None:
 
 
 def _expand(path: str | None) -> str | None:
-    import os
-
     return None if path is None else os.path.expanduser(path)
