@@ -30,6 +30,8 @@ COMMAND_MODULES = [
     "llmdeploy_cli.cli.profile_cmds",  # init, validate, render
     "llmdeploy_cli.cli.backends_cmd",  # backends
     "llmdeploy_cli.cli.smoke_cmd",  # smoke
+    "llmdeploy_cli.cli.export_cmd",  # export
+    "llmdeploy_cli.cli.bench_cmd",  # bench
 ]
 
 _debug = os.environ.get("LLMCTL_DEBUG") == "1"
