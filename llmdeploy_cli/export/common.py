@@ -97,6 +97,9 @@ class Prepared:
     grace_s: float
     stop_signal: str
     restart: str
+    max_restarts: int
+    backoff_initial: float
+    backoff_max: float
     image: str
     effective: dict  # the profile data export rendered (host/port overrides applied)
     notes: list[str] = field(default_factory=list)
@@ -133,21 +136,23 @@ def k8s_name(name: str) -> str:
     return out[:63].rstrip("-")
 
 
-def effective_data(raw: dict, default_port: int) -> tuple[dict, list[str]]:
+def effective_data(
+    raw: dict, default_port: int, *, bind_all: bool = True
+) -> tuple[dict, list[str]]:
     """The profile data export renders: host 0.0.0.0, a fixed port. Pure dict surgery."""
     import copy
 
     data = copy.deepcopy(raw)
     notes = []
-    server = data.get("server") or {}
+    server = dict(data.get("server") or {})
     host = server.get("host", "127.0.0.1")
-    if host != POD_BIND_HOST:
+    if bind_all and host != POD_BIND_HOST:
         notes.append(
             f"server.host {host} -> {POD_BIND_HOST}: inside a container the server must bind "
             "all interfaces to be reachable; the manifests run what `llmctl render` shows "
             f"for the profile with server.host: {POD_BIND_HOST}"
         )
-    server["host"] = POD_BIND_HOST
+        server["host"] = POD_BIND_HOST
     if server.get("port") in (None, "auto"):
         if server.get("port") == "auto":
             notes.append(f"server.port auto -> {default_port} (a manifest needs a fixed port)")
@@ -161,8 +166,13 @@ def prepare(
     target: str,
     opts: ExportOptions,
     environ: Mapping[str, str] | None = None,
+    *,
+    bind_all: bool = True,
 ) -> Prepared:
-    """Load, override, render, and split the plan into what the targets need."""
+    """Load, override, render, and split the plan into what the targets need.
+
+    bind_all=False keeps the profile's own host (systemd runs on the host itself).
+    """
     from llmdeploy_cli import registry
     from llmdeploy_cli.profile import profile_from_data
     from llmdeploy_cli.resolve import resolve_profile
@@ -187,7 +197,7 @@ def prepare(
         render_env[var] = s
     raw, smap = load_yaml(path, render_env)
 
-    data, notes = effective_data(raw, backend.default_port)
+    data, notes = effective_data(raw, backend.default_port, bind_all=bind_all)
     multi_node = opts.nodes > 1
     if multi_node:
         data, mn_notes = _multi_node_data(data, backend, opts.nodes)
@@ -303,13 +313,13 @@ def prepare(
         sig_name = _signal.Signals(stop.signal).name
     except ValueError:
         sig_name = "SIGTERM"
-    image = opts.image or DEFAULT_IMAGES.get(backend.name)
-    if image is None:
+    image = opts.image or DEFAULT_IMAGES.get(backend.name) or ""
+    if bind_all and not image:
         raise ExportError(
             f"no default container image for backend '{backend.name}'",
             hint="pass --image with an image that has the engine installed",
         )
-    if opts.image is None:
+    if bind_all and opts.image is None:
         notes.append(f"image {image} (the default for {backend.name}; --image to change)")
     prof_host = (raw.get("server") or {}).get("host", "127.0.0.1")
     if plan.files:
@@ -336,6 +346,9 @@ def prepare(
         grace_s=float(stop.grace_s),
         stop_signal=sig_name,
         restart=profile.restart.policy,
+        max_restarts=profile.restart.max_restarts,
+        backoff_initial=profile.restart.backoff_initial,
+        backoff_max=profile.restart.backoff_max,
         image=image,
         effective=data,
         notes=notes,
