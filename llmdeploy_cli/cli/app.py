@@ -31,7 +31,6 @@ COMMAND_MODULES = [
     "llmdeploy_cli.cli.backends_cmd",  # backends
     "llmdeploy_cli.cli.smoke_cmd",  # smoke
     "llmdeploy_cli.cli.export_cmd",  # export
-    "llmdeploy_cli.cli.export_cmd",  # export
     "llmdeploy_cli.cli.bench_cmd",  # bench
 ]
 
