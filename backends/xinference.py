@@ -77,7 +77,7 @@ class XinferenceOptions(BaseModel):
     model_uid: str | None = Field(
         None, description="Uid clients put in `model`; default: model.served_name"
     )
-    n_gpu: Annotated[int, Field(ge=1)] | Literal["auto", "none"] | None = Field(
+    n_gpu: int | str | None = Field(
         None, description="GPUs for the model: auto (default), none (CPU) or a count"
     )
     gpu_idx: list[Annotated[int, Field(ge=0)]] | None = Field(
@@ -103,6 +103,16 @@ class XinferenceOptions(BaseModel):
         description="Extra `--key value` pairs passed unchecked to the model at launch "
         "(engine kwargs such as gpu_memory_utilization for vllm)",
     )
+
+    @field_validator("n_gpu")
+    @classmethod
+    def _n_gpu(cls, v):
+        # One validator rather than a Union, so an error names options.n_gpu only once.
+        if v is None or v in ("auto", "none"):
+            return v
+        if isinstance(v, int) and not isinstance(v, bool) and v >= 1:
+            return v
+        raise ValueError("must be auto, none (CPU) or a GPU count of 1 or more")
 
     @field_validator("model_size_in_billions")
     @classmethod
