@@ -367,6 +367,8 @@ class XinferenceBackend(Backend):
                 continue
             if key == "gpu_idx":
                 value = list(opts.gpu_idx or [])
+            elif key == "model_size_in_billions" and value.isdigit():
+                value = int(value)  # as the CLI sends it: 7 -> 7, 1_5 stays a string
             elif key == "n_gpu" and value == "none":
                 value = None  # the CLI's "none": CPU only
             payload[key] = value

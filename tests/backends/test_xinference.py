@@ -404,6 +404,11 @@ def test_launch_posts_the_same_fields_as_the_cli(resolved):
     assert reports[-1] == ("launch: model uid 'x' is ready", 1.0)
 
 
+def test_integral_size_is_sent_as_a_number_like_the_cli(resolved):
+    r = resolved("options:\n  model_size_in_billions: 7\n")
+    assert r.backend.launch_payload(r.profile)["model_size_in_billions"] == 7
+
+
 def test_launch_on_cpu_sends_n_gpu_null(resolved):
     fake = FakeXinference()
     _after_ready(resolved, fake, "resources:\n  device: cpu\n")
