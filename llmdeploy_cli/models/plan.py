@@ -1,0 +1,728 @@
+"""Memory planning: will this profile fit this GPU, and how many tokens of KV cache will it get?
+
+Works before the weights are downloaded: config.json is enough (plus the safetensors index's
+`metadata.total_size` when it is there). The model (docs/models.md has the derivation and
+the accuracy against published vLLM startup logs):
+
+    weights      safetensors headers (exact) > index metadata.total_size > params x bytes
+                 (params from the config when there are no files; bytes from the dtype or the
+                 quantization: bf16/fp16 2, fp8/int8 1, AWQ/GPTQ int4 0.5 + group scales)
+    kv/token     2 x layers x kv_heads x head_dim x kv-dtype bytes (whole model); per GPU under
+                 tensor parallel: ceil(kv_heads / tp) heads, at least one
+    reserve      what the engine keeps for itself besides weights and KV (vLLM):
+                   runtime      0.5 GiB (CUDA/cuBLAS buffers); + 1.75 GiB of NCCL and
+                                all-reduce buffers when tp > 1
+                   activations  max_num_batched_tokens x (3 x intermediate / tp + 3 x hidden)
+                                x activation bytes; or the sampler's max_num_seqs x vocab x 8
+                                bytes, whichever is larger
+                   CUDA graphs  1 GiB unless enforce_eager (counted from vLLM 0.21, which
+                                profiles it; older versions took it outside the budget)
+    vLLM         kv = gpu_memory_utilization (default 0.92) x total - weights/tp - reserve;
+                 tokens rounded down to whole blocks of 16
+    LMDeploy     kv = cache_max_entry_count (default 0.8) x (total - weights/tp - runtime);
+                 a value > 1 is a block count (blocks of 64 tokens)
+    SGLang       kv = mem_fraction_static x total - weights/tp (activations live outside it)
+    others       no pre-allocated pool: KV for max_model_len x max_num_seqs must fit next to
+                 the weights (llama.cpp: the context size -c)
+
+The core never prints; `plan_for` returns a MemoryPlan and the CLI renders it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import subprocess
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from llmdeploy_cli.errors import UsageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from llmdeploy_cli.profile import Profile
+
+GiB = 1024**3
+MiB = 1024**2
+
+DTYPE_BYTES = {
+    "float32": 4,
+    "fp32": 4,
+    "float16": 2,
+    "fp16": 2,
+    "half": 2,
+    "bfloat16": 2,
+    "bf16": 2,
+    "auto": 2,
+    "fp8": 1,
+    "fp8_e4m3": 1,
+    "fp8_e5m2": 1,
+    "float8_e4m3fn": 1,
+    "int8": 1,
+    "fp4": 0.5,
+    "int4": 0.5,
+}
+
+VLLM_DEFAULT_UTIL = 0.92  # vllm/config/cache.py (current vLLM; 0.9 before)
+VLLM_BLOCK = 16
+VLLM_GRAPH_PROFILED_SINCE = (0, 21)  # CUDA graph memory counted in the KV budget
+VLLM_V1_SINCE = (0, 8)  # chunked prefill always on; token budget per step
+LMDEPLOY_DEFAULT_ENTRY = 0.8
+LMDEPLOY_BLOCK = 64
+SGLANG_DEFAULT_FRACTION = 0.88
+
+RUNTIME_RESERVE = 0.5 * GiB
+TP_RESERVE = 1.75 * GiB
+CUDA_GRAPH_RESERVE = 1.0 * GiB
+
+
+# -- sizes ---------------------------------------------------------------------------------
+
+_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([KMGT]?)(i?)(B?)\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """'80GiB', '79.2G', '81559MiB', '80GB', '85899345920' -> bytes.
+
+    Binary units (GiB, MiB, and a bare G/M as nvidia-smi and most tools mean it) are powers
+    of 1024; GB/MB with a B and no i are powers of 1000.
+    """
+    m = _SIZE.match(str(text))
+    if not m:
+        raise UsageError(
+            f"not a memory size: {text!r}", hint="write it like 80GiB, 81559MiB or 24G"
+        )
+    num, unit, i, b = m.groups()
+    unit = unit.upper()
+    if not unit:
+        return int(float(num))
+    power = "KMGT".index(unit) + 1
+    base = 1000 if (b and not i) else 1024
+    return int(float(num) * base**power)
+
+
+def fmt_bytes(n: float | None) -> str:
+    if n is None:
+        return "?"
+    return f"{n / GiB:.2f} GiB"
+
+
+# -- the model's shape ---------------------------------------------------------------------
+
+
+@dataclass
+class ModelShape:
+    layers: int
+    hidden: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    intermediate: int
+    vocab: int
+    dtype: str = "bfloat16"
+    context_length: int | None = None
+    tied: bool = False
+    moe_experts: int = 0
+    moe_top_k: int = 0
+    moe_intermediate: int = 0
+    kv_lora_rank: int = 0  # MLA (DeepSeek V2/V3): compressed KV
+    rope_head_dim: int = 0
+    sliding_window: int | None = None
+    attention_layers: int | None = None  # hybrid models: layers that keep a KV cache
+    quantization: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def shape_from_config(cfg: dict) -> ModelShape:
+    from llmdeploy_cli.models.inspect import context_length, quantization_of, text_config
+
+    c = text_config(cfg)
+    hidden = int(c.get("hidden_size") or c.get("n_embd") or c.get("d_model") or 0)
+    heads = int(c.get("num_attention_heads") or c.get("n_head") or 0)
+    layers = int(c.get("num_hidden_layers") or c.get("n_layer") or c.get("num_layers") or 0)
+    if not (hidden and heads and layers):
+        raise ValueError("config.json lacks hidden_size / num_attention_heads / num_hidden_layers")
+    kv_heads = int(c.get("num_key_value_heads") or c.get("multi_query_group_num") or heads)
+    head_dim = int(c.get("head_dim") or 0) or hidden // heads
+    inter = int(c.get("intermediate_size") or c.get("ffn_hidden_size") or 4 * hidden)
+    shape = ModelShape(
+        layers=layers,
+        hidden=hidden,
+        heads=heads,
+        kv_heads=kv_heads,
+        head_dim=head_dim,
+        intermediate=inter,
+        vocab=int(c.get("vocab_size") or 32000),
+        dtype=str(c.get("torch_dtype") or c.get("dtype") or "bfloat16"),
+        context_length=context_length(cfg),
+        tied=bool(c.get("tie_word_embeddings", cfg.get("tie_word_embeddings", False))),
+        quantization=quantization_of(cfg),
+    )
+    experts = c.get("num_experts") or c.get("num_local_experts") or c.get("n_routed_experts")
+    if experts:
+        shape.moe_experts = int(experts)
+        shape.moe_top_k = int(c.get("num_experts_per_tok") or c.get("moe_topk") or 2)
+        shape.moe_intermediate = int(c.get("moe_intermediate_size") or inter)
+    if c.get("kv_lora_rank"):
+        shape.kv_lora_rank = int(c["kv_lora_rank"])
+        shape.rope_head_dim = int(c.get("qk_rope_head_dim") or 64)
+        shape.notes.append(
+            "MLA attention (kv_lora_rank): KV per token is layers x (kv_lora_rank + "
+            "qk_rope_head_dim) x bytes, replicated on every GPU; the 2 x kv_heads x head_dim "
+            "formula does not apply"
+        )
+    sw = c.get("sliding_window")
+    if isinstance(sw, int) and sw > 0 and c.get("use_sliding_window", True) is not False:
+        shape.sliding_window = sw
+        shape.notes.append(
+            f"sliding-window attention ({sw} tokens) on some or all layers: engines that "
+            "size those layers by the window hold more tokens than this plan says"
+        )
+    layer_types = c.get("layer_types")
+    if isinstance(layer_types, list) and layer_types:
+        full = sum(1 for t in layer_types if "full" in str(t) or t == "attention")
+        if full and full < len(layer_types):
+            shape.attention_layers = full
+            shape.notes.append(
+                f"hybrid layers ({full} of {len(layer_types)} keep a full KV cache): this "
+                "plan counts only those; linear/sliding/mamba state is not modelled"
+            )
+    elif c.get("full_attention_interval") or c.get("attn_layer_period"):
+        shape.notes.append(
+            "hybrid attention/linear layers: the per-token KV formula overstates this model"
+        )
+    return shape
+
+
+def params_from_config(shape: ModelShape) -> int:
+    """Parameter count of a Llama-style decoder from its config (no files needed)."""
+    h, hd = shape.hidden, shape.head_dim
+    attn = h * shape.heads * hd + 2 * h * shape.kv_heads * hd + shape.heads * hd * h
+    if shape.moe_experts:
+        mlp = shape.moe_experts * 3 * h * shape.moe_intermediate + h * shape.moe_experts
+    else:
+        mlp = 3 * h * shape.intermediate
+    per_layer = attn + mlp + 2 * h
+    embed = shape.vocab * h * (1 if shape.tied else 2)
+    return shape.layers * per_layer + embed + h
+
+
+def quant_bytes(quant: str | None, dtype: str) -> tuple[float, str]:
+    """Bytes per weight of the linear layers, and a label."""
+    q = (quant or "").lower()
+    if any(k in q for k in ("awq", "gptq", "int4", "4bit", "w4a16", "bnb-4bit", "nf4")):
+        return 0.5 + 2 / 128 + 0.5 / 128, "int4 (group 128 scales)"
+    if any(k in q for k in ("fp8", "int8", "8bit", "w8a8", "w8a16", "bnb-8bit")):
+        return 1.0, "8-bit"
+    return DTYPE_BYTES.get(dtype.replace("torch.", ""), 2), dtype
+
+
+def kv_dtype_bytes(kv_cache_dtype: str | None, model_dtype: str) -> float:
+    kv = (kv_cache_dtype or "auto").lower()
+    if kv in ("auto", ""):
+        return DTYPE_BYTES.get(model_dtype.replace("torch.", ""), 2)
+    if kv.startswith("fp8") or kv in ("int8", "8"):
+        return 1
+    if kv in ("int4", "4"):
+        return 0.5
+    return DTYPE_BYTES.get(kv, 2)
+
+
+def kv_bytes_per_token(shape: ModelShape, kv_bytes: float, tp: int = 1) -> tuple[float, float]:
+    """(per GPU, whole model) KV-cache bytes for one token."""
+    layers = shape.attention_layers or shape.layers
+    if shape.kv_lora_rank:
+        per = layers * (shape.kv_lora_rank + shape.rope_head_dim) * kv_bytes
+        return per, per
+    whole = 2 * layers * shape.kv_heads * shape.head_dim * kv_bytes
+    heads_per_gpu = max(1, math.ceil(shape.kv_heads / tp))
+    return 2 * layers * heads_per_gpu * shape.head_dim * kv_bytes, whole
+
+
+# -- the plan ------------------------------------------------------------------------------
+
+
+@dataclass
+class MemoryPlan:
+    engine: str
+    gpu_mem_bytes: int  # one GPU's total memory
+    gpus: int
+    tensor_parallel: int
+    weights_bytes: int  # whole model
+    weights_source: str
+    weights_per_gpu: int
+    kv_dtype: str
+    kv_bytes_per_token: float  # per GPU
+    kv_bytes_per_token_total: float
+    reserve: dict[str, int]  # per GPU: runtime, activations, cuda_graphs
+    budget_bytes: int  # per GPU: what the engine lets itself use
+    budget_rule: str
+    kv_cache_bytes: int  # per GPU
+    kv_cache_tokens: int
+    max_model_len: int
+    max_num_seqs: int | None
+    concurrency: float  # requests of max_model_len tokens that fit at once
+    fits: bool
+    memory_setting: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    suggestions: list[dict[str, Any]] = field(default_factory=list)
+    params: int | None = None
+    engine_version: str | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class PlanInputs:
+    """Everything plan_for reads from a profile, so tests can build one by hand."""
+
+    engine: str
+    config: dict
+    weights_bytes: int | None = None  # headers or index total_size, when known
+    weights_source: str | None = None
+    params: int | None = None
+    tensor_parallel: int = 1
+    pipeline_parallel: int = 1
+    gpu_memory_utilization: float | None = None
+    max_model_len: int | None = None
+    max_num_seqs: int | None = None
+    max_num_batched_tokens: int | None = None
+    kv_cache_dtype: str | None = None
+    dtype: str | None = None
+    quantization: str | None = None
+    enforce_eager: bool = False
+    engine_version: str | None = None
+    options: dict = field(default_factory=dict)
+
+
+def _version(v: str | None) -> tuple[int, ...]:
+    from llmdeploy_cli.engine_env import version_tuple
+
+    return version_tuple(v) if v else (99,)
+
+
+def weights_estimate(inp: PlanInputs, shape: ModelShape) -> tuple[int, str, int | None]:
+    """(bytes, source, params) of the whole model's weights."""
+    if inp.weights_bytes:
+        return inp.weights_bytes, inp.weights_source or "files", inp.params
+    params = inp.params or params_from_config(shape)
+    quant = inp.quantization or shape.quantization
+    dtype = inp.dtype if inp.dtype and inp.dtype != "auto" else shape.dtype
+    per, label = quant_bytes(quant, dtype)
+    embed = shape.vocab * shape.hidden * (1 if shape.tied else 2)
+    if per < 2 and quant:  # embeddings and lm_head stay 16-bit in quantized checkpoints
+        total = int((params - embed) * per + embed * 2)
+    else:
+        total = int(params * per)
+    return total, f"config: {params:,} params x {label}", params
+
+
+def compute_plan(inp: PlanInputs, gpu_mem_bytes: int, gpus: int | None = None) -> MemoryPlan:
+    """The memory plan for one engine on GPUs of `gpu_mem_bytes` each."""
+    shape = shape_from_config(inp.config)
+    tp = max(1, inp.tensor_parallel)
+    pp = max(1, inp.pipeline_parallel)
+    gpus = gpus or tp * pp
+    warnings = list(shape.notes)
+    if gpus < tp * pp:
+        warnings.append(
+            f"tensor_parallel x pipeline_parallel = {tp * pp} GPUs, but only {gpus} given"
+        )
+    weights, wsource, params = weights_estimate(inp, shape)
+    per_gpu_weights = int(weights / (tp * pp))
+    model_dtype = inp.dtype if inp.dtype and inp.dtype != "auto" else shape.dtype
+    kvb = kv_dtype_bytes(inp.kv_cache_dtype, model_dtype)
+    kv_tok, kv_tok_total = kv_bytes_per_token(shape, kvb, tp)
+    kv_tok /= pp
+    if shape.kv_heads < tp and not shape.kv_lora_rank:
+        warnings.append(
+            f"{shape.kv_heads} kv heads over tp={tp}: each GPU keeps a full copy of one head"
+        )
+    max_len = inp.max_model_len or shape.context_length or 4096
+    act_bytes = DTYPE_BYTES.get(model_dtype.replace("torch.", ""), 2)
+    engine = inp.engine
+    version = _version(inp.engine_version)
+    reserve = {"runtime": 0, "activations": 0, "cuda_graphs": 0}
+    setting: dict[str, Any] = {}
+
+    if engine == "vllm":
+        util = inp.gpu_memory_utilization or VLLM_DEFAULT_UTIL
+        setting = {"gpu_memory_utilization": util}
+        if inp.options.get("kv_cache_memory_bytes"):
+            setting["kv_cache_memory_bytes"] = inp.options["kv_cache_memory_bytes"]
+        big_gpu = gpu_mem_bytes >= 70 * GiB
+        if version >= VLLM_V1_SINCE:
+            batched = inp.max_num_batched_tokens or (8192 if big_gpu else 2048)
+            seqs = inp.max_num_seqs or (1024 if big_gpu else 256)
+        else:  # V0: no chunked prefill below 32k context, one max_model_len prompt profiled
+            batched = inp.max_num_batched_tokens or (
+                max(max_len, 2048) if max_len <= 32768 else 512
+            )
+            seqs = inp.max_num_seqs or 256
+        inter = shape.intermediate
+        if shape.moe_experts:
+            inter = shape.moe_intermediate * shape.moe_top_k
+        act = batched * (3 * inter / tp + 3 * shape.hidden) * act_bytes
+        sampler = seqs * shape.vocab * 8
+        reserve["runtime"] = int(RUNTIME_RESERVE + (TP_RESERVE if tp > 1 else 0))
+        reserve["activations"] = int(max(act, sampler))
+        if not inp.enforce_eager and version >= VLLM_GRAPH_PROFILED_SINCE:
+            reserve["cuda_graphs"] = int(CUDA_GRAPH_RESERVE)
+        budget = int(util * gpu_mem_bytes)
+        rule = f"gpu_memory_utilization {util} x total memory"
+        kv = budget - per_gpu_weights - sum(reserve.values())
+        if setting.get("kv_cache_memory_bytes"):
+            kv = int(setting["kv_cache_memory_bytes"])
+            rule = "kv_cache_memory_bytes (overrides gpu_memory_utilization)"
+        block = int(inp.options.get("block_size") or VLLM_BLOCK)
+        tokens = int(max(kv, 0) // (kv_tok * block)) * block if kv_tok else 0
+    elif engine == "lmdeploy":
+        entry = inp.options.get("cache_max_entry_count")
+        if entry is None:
+            entry = inp.gpu_memory_utilization or LMDEPLOY_DEFAULT_ENTRY
+        setting = {"cache_max_entry_count": entry}
+        reserve["runtime"] = int(RUNTIME_RESERVE + (TP_RESERVE if tp > 1 else 0))
+        free_after = gpu_mem_bytes - per_gpu_weights - reserve["runtime"]
+        budget = int(gpu_mem_bytes)
+        if entry > 1:
+            blocks = int(entry)
+            tokens = blocks * LMDEPLOY_BLOCK
+            kv = int(tokens * kv_tok)
+            rule = f"cache_max_entry_count {entry} > 1: a count of {LMDEPLOY_BLOCK}-token blocks"
+        else:
+            kv = int(entry * free_after)
+            rule = f"cache_max_entry_count {entry} x free memory after weights"
+            tokens = int(max(kv, 0) // (kv_tok * LMDEPLOY_BLOCK)) * LMDEPLOY_BLOCK if kv_tok else 0
+    elif engine == "sglang":
+        frac = inp.options.get("mem_fraction_static") or inp.gpu_memory_utilization
+        frac = frac or SGLANG_DEFAULT_FRACTION
+        setting = {"mem_fraction_static": frac}
+        budget = int(frac * gpu_mem_bytes)
+        rule = f"mem_fraction_static {frac} x total memory holds weights + KV"
+        kv = budget - per_gpu_weights
+        tokens = int(max(kv, 0) // kv_tok) if kv_tok else 0
+    else:  # engines without a pre-allocated pool: the KV of the configured context
+        seqs = inp.max_num_seqs or 1
+        reserve["runtime"] = int(RUNTIME_RESERVE)
+        budget = int(gpu_mem_bytes)
+        rule = "no pre-allocated pool: weights + KV of max_model_len x max_num_seqs"
+        tokens = max_len * seqs
+        kv = int(tokens * kv_tok)
+        if gpu_mem_bytes - per_gpu_weights - reserve["runtime"] < kv:
+            tokens = int(max(gpu_mem_bytes - per_gpu_weights - reserve["runtime"], 0) // kv_tok)
+
+    concurrency = tokens / max_len if max_len else 0.0
+    fits = per_gpu_weights < budget and tokens >= max_len and kv > 0
+    plan = MemoryPlan(
+        engine=engine,
+        gpu_mem_bytes=int(gpu_mem_bytes),
+        gpus=gpus,
+        tensor_parallel=tp,
+        weights_bytes=int(weights),
+        weights_source=wsource,
+        weights_per_gpu=per_gpu_weights,
+        kv_dtype=inp.kv_cache_dtype or "auto",
+        kv_bytes_per_token=kv_tok,
+        kv_bytes_per_token_total=kv_tok_total,
+        reserve=reserve,
+        budget_bytes=budget,
+        budget_rule=rule,
+        kv_cache_bytes=int(kv),
+        kv_cache_tokens=max(tokens, 0),
+        max_model_len=max_len,
+        max_num_seqs=inp.max_num_seqs,
+        concurrency=round(concurrency, 2),
+        fits=fits,
+        memory_setting=setting,
+        warnings=warnings,
+        params=params,
+        engine_version=inp.engine_version,
+    )
+    plan.suggestions = suggest(plan, inp, shape)
+    return plan
+
+
+def suggest(plan: MemoryPlan, inp: PlanInputs, shape: ModelShape) -> list[dict]:
+    """Values that make the profile fit (or use the card better), each with the reason."""
+    out: list[dict] = []
+    total = plan.gpu_mem_bytes
+    need_kv = plan.max_model_len * plan.kv_bytes_per_token
+    other = plan.weights_per_gpu + sum(plan.reserve.values())
+    if plan.weights_per_gpu >= plan.budget_bytes:
+        out.append(
+            {
+                "key": "resources.tensor_parallel",
+                "value": plan.tensor_parallel * 2,
+                "why": f"the weights ({fmt_bytes(plan.weights_per_gpu)} per GPU) do not fit "
+                f"in {fmt_bytes(plan.budget_bytes)}",
+            }
+        )
+        if not (inp.quantization or shape.quantization):
+            out.append(
+                {
+                    "key": "model.quantization",
+                    "value": "awq",
+                    "why": "a 4-bit checkpoint (AWQ/GPTQ) needs about a quarter of the memory",
+                }
+            )
+        return out
+    if plan.kv_cache_tokens < plan.max_model_len:
+        if plan.engine == "vllm":
+            util = math.ceil((other + need_kv) / total * 100) / 100
+            if util <= 0.95:
+                out.append(
+                    {
+                        "key": "resources.gpu_memory_utilization",
+                        "value": util,
+                        "why": f"holds one full {plan.max_model_len}-token request",
+                    }
+                )
+        if plan.kv_cache_tokens > 0:
+            out.append(
+                {
+                    "key": "resources.max_model_len",
+                    "value": plan.kv_cache_tokens,
+                    "why": "the longest context the KV cache holds",
+                }
+            )
+        if (inp.kv_cache_dtype or "auto") == "auto" and plan.engine in ("vllm", "sglang"):
+            out.append(
+                {
+                    "key": "resources.kv_cache_dtype",
+                    "value": "fp8",
+                    "why": "halves the KV bytes per token (small quality cost)",
+                }
+            )
+        if not (inp.quantization or shape.quantization):
+            out.append(
+                {
+                    "key": "model.quantization",
+                    "value": "awq",
+                    "why": "a 4-bit checkpoint frees about 3/4 of the weight memory for KV",
+                }
+            )
+    if plan.max_num_seqs and plan.concurrency and plan.max_num_seqs > plan.concurrency > 0:
+        out.append(
+            {
+                "key": "resources.max_num_seqs",
+                "value": plan.max_num_seqs,
+                "why": f"only {plan.concurrency:g} requests of max_model_len fit at once; "
+                "longer queues are fine when most requests are short",
+                "level": "info",
+            }
+        )
+    return out
+
+
+# -- from a profile ------------------------------------------------------------------------
+
+
+def inputs_for(profile: Profile, model_dir: Path | None = None) -> PlanInputs:
+    """Read what the plan needs from a profile and the model's files (no network)."""
+    from llmdeploy_cli.models.inspect import (
+        _read_json,
+        find_local,
+        inspect_model,
+        read_gguf_meta,
+    )
+
+    src = model_dir or find_local(profile.model.source, profile)
+    if src is None:
+        raise UsageError(
+            f"no local copy of {profile.model.source}: plan needs at least its config.json",
+            hint="download it (llmctl pull PROFILE), or point model.source at a folder with "
+            "config.json (and model.safetensors.index.json for the exact weight size)",
+        )
+    cfg: dict = {}
+    weights = params = None
+    wsource = None
+    if src.is_file() or (src.is_dir() and not (src / "config.json").exists()):
+        gguf = src if src.is_file() else next(iter(sorted(src.glob("*.gguf"))), None)
+        if gguf is None:
+            raise UsageError(f"{src} has no config.json: plan cannot read the model's shape")
+        cfg = _gguf_config(read_gguf_meta(gguf))
+        weights, wsource = gguf.stat().st_size, "gguf file size"
+    else:
+        cfg, why = _read_json(src / "config.json")
+        if cfg is None:
+            raise UsageError(f"config.json in {src} is {why}")
+        info = inspect_model(src)
+        if info.weight_bytes:
+            weights = info.weight_bytes
+            wsource = (
+                "safetensors headers"
+                if info.params_source == "safetensors-headers"
+                else "index metadata.total_size"
+                if info.format == "safetensors"
+                else f"{info.format} file sizes"
+            )
+            params = info.params
+    r = profile.resources
+    opts = profile.options or {}
+    return PlanInputs(
+        engine=profile.backend,
+        config=cfg,
+        weights_bytes=weights,
+        weights_source=wsource,
+        params=params,
+        tensor_parallel=r.tensor_parallel,
+        pipeline_parallel=r.pipeline_parallel,
+        gpu_memory_utilization=r.gpu_memory_utilization,
+        max_model_len=r.max_model_len,
+        max_num_seqs=r.max_num_seqs,
+        max_num_batched_tokens=r.max_num_batched_tokens,
+        kv_cache_dtype=r.kv_cache_dtype,
+        dtype=profile.model.dtype,
+        quantization=profile.model.quantization,
+        enforce_eager=bool(opts.get("enforce_eager")),
+        options=opts,
+    )
+
+
+def _gguf_config(meta: dict) -> dict:
+    arch = meta.get("general.architecture", "llama")
+
+    def g(key, default=None):
+        return meta.get(f"{arch}.{key}", default)
+
+    heads = g("attention.head_count", 32)
+    return {
+        "architectures": [arch],
+        "hidden_size": g("embedding_length", 4096),
+        "num_attention_heads": heads if isinstance(heads, int) else max(heads),
+        "num_key_value_heads": g("attention.head_count_kv", heads),
+        "num_hidden_layers": g("block_count", 32),
+        "intermediate_size": g("feed_forward_length", 11008),
+        "max_position_embeddings": g("context_length", 4096),
+        "head_dim": g("attention.key_length"),
+        "vocab_size": meta.get(f"{arch}.vocab_size") or 32000,
+        "torch_dtype": "float16",
+    }
+
+
+def plan_for(
+    profile: Profile,
+    gpu_mem_bytes: int,
+    gpus: int | None = None,
+    *,
+    engine_version: str | None = None,
+    model_dir: Path | None = None,
+) -> MemoryPlan:
+    """The memory plan of a profile on GPUs of `gpu_mem_bytes` each (serve calls this)."""
+    inp = inputs_for(profile, model_dir)
+    inp.engine_version = engine_version
+    return compute_plan(inp, gpu_mem_bytes, gpus)
+
+
+# -- the GPU on this machine ---------------------------------------------------------------
+
+
+@dataclass
+class GpuInfo:
+    index: int
+    name: str
+    total_bytes: int
+    free_bytes: int
+    driver: str | None = None
+    cuda: str | None = None
+
+
+def query_gpus(timeout: float = 5.0) -> tuple[list[GpuInfo], str | None]:
+    """GPUs through NVML (pynvml) or nvidia-smi; ([], why) when neither answers."""
+    try:
+        import pynvml  # type: ignore[import-not-found]
+    except ImportError:
+        pynvml = None
+    if pynvml is not None:
+        try:
+            pynvml.nvmlInit()
+            try:
+                driver = _s(pynvml.nvmlSystemGetDriverVersion())
+                try:
+                    cv = pynvml.nvmlSystemGetCudaDriverVersion()
+                    cuda = f"{cv // 1000}.{cv % 1000 // 10}"
+                except Exception:  # noqa: BLE001 - older NVML
+                    cuda = None
+                out = []
+                for i in range(pynvml.nvmlDeviceGetCount()):
+                    h = pynvml.nvmlDeviceGetHandleByIndex(i)
+                    mem = pynvml.nvmlDeviceGetMemoryInfo(h)
+                    name = _s(pynvml.nvmlDeviceGetName(h))
+                    out.append(GpuInfo(i, name, int(mem.total), int(mem.free), driver, cuda))
+                return out, None
+            finally:
+                pynvml.nvmlShutdown()
+        except Exception:  # noqa: BLE001 - fall back to nvidia-smi
+            pass
+    return _nvidia_smi(timeout)
+
+
+def _s(v) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _nvidia_smi(timeout: float) -> tuple[list[GpuInfo], str | None]:
+    import shutil
+
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return [], "nvidia-smi not found and pynvml not installed"
+    try:
+        proc = subprocess.run(
+            [
+                exe,
+                "--query-gpu=index,name,memory.total,memory.free,driver_version",
+                "--format=csv,noheader,nounits",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        return [], f"nvidia-smi did not answer in {timeout:g} s"
+    except OSError as e:
+        return [], f"nvidia-smi could not run: {e}"
+    if proc.returncode != 0:
+        lines = (proc.stderr or proc.stdout).strip().splitlines()
+        return [], lines[-1] if lines else f"nvidia-smi exited {proc.returncode}"
+    cuda = None
+    try:
+        head = subprocess.run([exe], capture_output=True, text=True, timeout=timeout).stdout
+        m = re.search(r"CUDA Version:\s*([0-9.]+)", head)
+        cuda = m.group(1) if m else None
+    except (subprocess.TimeoutExpired, OSError):
+        pass
+    out = []
+    for line in proc.stdout.strip().splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) < 5:
+            continue
+        try:
+            out.append(
+                GpuInfo(
+                    int(parts[0]),
+                    parts[1],
+                    int(float(parts[2]) * MiB),
+                    int(float(parts[3]) * MiB),
+                    parts[4],
+                    cuda,
+                )
+            )
+        except ValueError:
+            continue
+    return out, None if out else "nvidia-smi listed no GPU"
+
+
+__all__ = [
+    "GpuInfo",
+    "MemoryPlan",
+    "ModelShape",
+    "PlanInputs",
+    "compute_plan",
+    "kv_bytes_per_token",
+    "parse_size",
+    "plan_for",
+    "query_gpus",
+    "shape_from_config",
+]
