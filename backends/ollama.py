@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from llmdeploy_cli.backend import (
+    OFFLINE_ENV,
     Backend,
     Command,
     Endpoint,
@@ -340,7 +341,7 @@ class OllamaBackend(Backend):
         "install Ollama from its download page (one binary, `ollama` on PATH), or point "
         "runtime.executable at it; if Ollama already runs as a service, set server.managed: false"
     )
-    # ollama serve binds in about a second; the load phase covers pull + create + preload.
+    # The load phase covers pull + create + preload (a download can be long).
     timeouts = (120.0, 1800.0, 300.0)
 
     # -- static side ----------------------------------------------------------------------
@@ -501,6 +502,10 @@ class OllamaBackend(Backend):
         no_cloud = profile.offline if opts.no_cloud is None else opts.no_cloud
         if no_cloud:
             env["OLLAMA_NO_CLOUD"] = "1"
+        if profile.offline:
+            # Ollama reads none of these; set anyway so every engine keeps the offline
+            # contract (preflight checks it), and so nothing it starts reaches a hub.
+            env.update(OFFLINE_ENV)
         devices = r.visible_devices
         if devices is not None:
             env["CUDA_VISIBLE_DEVICES"] = (
@@ -610,7 +615,8 @@ class OllamaBackend(Backend):
         spec = model_spec(profile, opts)
         root = plan.endpoint.base_url.removesuffix("/v1")
         load_s = profile.health.load_timeout or self.timeouts[1]
-        oc = ollama.Client(host=root, timeout=httpx.Timeout(load_s, connect=10.0))
+        # trust_env=False: a proxy from the environment must not sit between us and Ollama.
+        oc = ollama.Client(host=root, timeout=httpx.Timeout(load_s, connect=10.0), trust_env=False)
         step, name = "pull", spec.pull_name or spec.served
         try:
             if spec.pull_name:
@@ -722,6 +728,7 @@ class _Progress:
         self.layers: dict[str, tuple[int, int]] = {}
         self.status = ""
         self.last = 0.0
+        self.best = 0.0
 
     def update(self, status: str, digest: str | None, total: int | None, done: int | None):
         if digest and total:
@@ -733,9 +740,12 @@ class _Progress:
         self.status, self.last = status, now
         frac = None
         if self.layers:
+            # Layers appear one after another, so the total grows: never report going back,
+            # and keep 1.0 for the end (the caller reports it once the step succeeded).
             got = sum(d for d, _ in self.layers.values())
             want = sum(t for _, t in self.layers.values())
-            frac = min(got / want, 1.0) if want else None
+            self.best = max(self.best, min(got / want, 0.99) if want else 0.0)
+            frac = self.best
         self.report(f"{self.step}: {status}", frac)
 
 
