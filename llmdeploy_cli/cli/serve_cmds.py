@@ -1,0 +1,388 @@
+"""`llmctl serve`, `status`, `logs`, `stop`, `wait`: running a profile and watching it.
+
+Data (the ready line, status, JSON) goes to stdout; progress, the engine's live output and
+failures go to stderr. Exit codes as DESIGN.md §9; a server stopped by Ctrl-C or SIGTERM
+exits 130 / 143 once its whole process group is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from llmdeploy_cli.cli.output import emit_json, err_console, info, out, warn
+from llmdeploy_cli.errors import LlmctlError
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+    app.command("status")(status)
+    app.command("logs")(logs)
+    app.command("stop")(stop)
+    app.command("wait")(wait)
+
+
+@contextlib.contextmanager
+def _stop_signals():
+    """SIGINT/SIGTERM set an event (the run stops its group) instead of raising."""
+    ev = threading.Event()
+    ev.signum = None
+
+    def handler(signum, frame):
+        if ev.signum is None:
+            ev.signum = signum
+        ev.set()
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield ev
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _print_failure(e: LlmctlError, *, tail: bool) -> None:
+    lines = getattr(e, "log_tail", None) or []
+    c = err_console()
+    if tail and lines:
+        c.print("[dim]── last lines of the engine log ──[/dim]")
+        for line in lines:
+            c.print(line, markup=False, highlight=False)
+    path = getattr(e, "log_path", None)
+    if path:
+        c.print(f"[dim]log: {path}[/dim]")
+
+
+def _smoke(r, environ):
+    from llmdeploy_cli.smoke import run_smoke
+
+    ep, spec = r.plan.endpoint, r.profile.smoke
+    return run_smoke(
+        ep,
+        spec,
+        api_key=ep.api_key(environ),
+        timeout=spec.timeout,
+        check_listed=None if r.backend.lists_models else False,
+    )
+
+
+def _ready_doc(name, base_url, model, pid, log, timings=None, smoke=None, restarts=0) -> dict:
+    doc = {"name": name, "base_url": base_url, "model": model, "pid": pid, "log": log}
+    if timings:
+        doc["readiness"] = timings
+    if smoke is not None:
+        doc["smoke"] = smoke.as_dict()
+    return doc
+
+
+def _say_ready(doc: dict, json_: bool, foreground: bool) -> None:
+    if json_:
+        emit_json(doc)
+        return
+    out(f"ready  {doc['name']}  {doc['base_url']}  model={doc['model']}")
+    if foreground:
+        info("[dim]serving; Ctrl-C stops it[/dim]")
+    else:
+        info(
+            f"[dim]supervisor pid {doc['pid']}; llmctl logs {doc['name']} -f; "
+            f"llmctl stop {doc['name']}[/dim]"
+        )
+
+
+STEP_TEXT = {
+    "port": "starting the engine (waiting for its port)",
+    "health": "loading (port open, waiting for health)",
+    "model": "loading (waiting for the model to be listed)",
+    "completion": "warming up (first completion)",
+    "after_ready": "after-ready steps",
+}
+
+
+def serve(
+    file: Annotated[Path, typer.Argument(help="Profile file.")],
+    detach: Annotated[
+        bool, typer.Option("--detach", "-d", help="Return once ready; a supervisor keeps it.")
+    ] = False,
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", help="Fail (exit 4) if not ready within S seconds."),
+    ] = None,
+    json_: JsonOpt = False,
+    no_smoke: Annotated[
+        bool, typer.Option("--no-smoke", help="Skip the smoke prompt once ready.")
+    ] = False,
+) -> int:
+    """Start the engine of a profile, wait until it really answers, smoke it, and keep it
+    running (foreground: until Ctrl-C / SIGTERM; --detach: under a supervisor)."""
+    import os
+
+    from llmdeploy_cli import preflight
+    from llmdeploy_cli.resolve import resolve
+
+    r = resolve(file)
+    profile, plan = r.profile, r.plan
+    for w in plan.warnings:
+        warn(w)
+    for p in preflight.check(r):
+        warn(f"{p.message}" + (f" ({p.fix})" if p.fix else ""))
+    port = _port_of(plan.endpoint.base_url)
+    if detach:
+        return _serve_detached(r, file, port, timeout, json_, no_smoke)
+
+    from llmdeploy_cli.supervise.session import ServeSession
+
+    c = err_console()
+    status = c.status(f"{profile.name}: starting", spinner="dots")
+    t0 = time.monotonic()
+
+    def echo(line: str) -> None:
+        c.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    def on_event(kind: str, msg: str) -> None:
+        if kind == "step":
+            status.update(
+                f"{profile.name}: {STEP_TEXT.get(msg, msg)}  [dim]{time.monotonic() - t0:.1f} s[/]"
+            )
+        elif kind == "after_ready":
+            status.update(f"{profile.name}: {msg}")
+        elif kind == "restart":
+            warn(msg)
+
+    def first_ready(sess: ServeSession) -> None:
+        status.stop()
+        report = None
+        if not no_smoke:
+            info(f"{profile.name}: ready in {time.monotonic() - t0:.1f} s; smoke ...")
+            report = _smoke(r, os.environ)
+            info(report.summary())
+        doc = _ready_doc(
+            profile.name,
+            sess.endpoint.base_url,
+            sess.endpoint.model,
+            os.getpid(),
+            str(sess.log.path),
+            sess.readiness.as_dict() if sess.readiness else None,
+            report,
+        )
+        _say_ready(doc, json_, foreground=True)
+
+    with _stop_signals() as ev:
+        sess = ServeSession(
+            r,
+            file,
+            timeout=timeout,
+            stop=ev,
+            echo=echo,
+            on_event=on_event,
+            on_first_ready=first_ready,
+        )
+        status.start()
+        try:
+            sess.run()
+        except LlmctlError as e:
+            status.stop()
+            _print_failure(e, tail=False)
+            raise
+        finally:
+            status.stop()
+        if ev.signum is not None:
+            info(f"{profile.name}: stopped")
+            return 128 + int(ev.signum)
+    return 0
+
+
+def _serve_detached(r, file, port, timeout, json_, no_smoke) -> int:
+    import os
+
+    from llmdeploy_cli.supervise import control
+
+    profile = r.profile
+    c = err_console()
+    status = c.status(f"{profile.name}: starting the supervisor", spinner="dots")
+    t0 = time.monotonic()
+
+    def on_state(st) -> None:
+        step = STEP_TEXT.get(st.step or "", st.step or st.phase)
+        status.update(f"{profile.name}: {step}  [dim]{time.monotonic() - t0:.1f} s[/]")
+
+    with _stop_signals() as ev:
+        status.start()
+        try:
+            st = control.start_detached(
+                file,
+                profile.name,
+                port=port,
+                timeout=timeout,
+                on_state=on_state,
+                stop_requested=ev.is_set,
+            )
+        except KeyboardInterrupt:
+            status.stop()
+            info(f"{profile.name}: stopped")
+            return 128 + int(ev.signum or signal.SIGINT)
+        except LlmctlError as e:
+            status.stop()
+            _print_failure(e, tail=True)
+            raise
+        finally:
+            status.stop()
+        report = None
+        if not no_smoke:
+            info(f"{profile.name}: ready in {time.monotonic() - t0:.1f} s; smoke ...")
+            try:
+                report = _smoke(r, os.environ)
+            except BaseException:
+                control.stop_run(profile.name)
+                info(f"{profile.name}: stopped (the smoke failed)")
+                raise
+            info(report.summary())
+    doc = _ready_doc(
+        profile.name, st.base_url, st.model, st.supervisor_pid, st.log, st.timings, report
+    )
+    _say_ready(doc, json_, foreground=False)
+    return 0
+
+
+def _port_of(url: str) -> int | None:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).port
+
+
+def status(
+    name: Annotated[str | None, typer.Argument(help="Run name (default: all).")] = None,
+    json_: JsonOpt = False,
+) -> int:
+    """Show served profiles: phase, pids, endpoint, restarts, log. Cleans stale records."""
+    from llmdeploy_cli.supervise import control
+
+    rows = [(st, live) for st, live in control.runs() if name is None or st.name == name]
+    if name is not None and not rows:
+        raise LlmctlError(f"no server named '{name}' is running", hint="see llmctl status")
+    docs = []
+    for st, live in rows:
+        d = st.public()
+        d["state"] = live
+        docs.append(d)
+    if json_:
+        emit_json({"runs": docs})
+    elif not docs:
+        info("no servers running")
+    else:
+        for d in docs:
+            phase = d["phase"] if d["state"] == "running" else d["state"]
+            out(
+                f"{d['name']:<20} {phase:<9} {d['base_url']:<32} model={d['model']}  "
+                f"pid={d['pid']} engine={d['engine_pid']} restarts={d['restarts']} "
+                f"up={_dur(d['uptime_s'])}"
+            )
+            if (d.get("error") and d["state"] != "running") or d["phase"] == "backoff":
+                err = d.get("error") or {}
+                info(f"  [red]{_esc(err.get('message', ''))}[/red]")
+                if err.get("hint"):
+                    info(f"  [dim]hint: {_esc(err['hint'])}[/dim]")
+    if name is not None and rows and rows[0][1] != "running":
+        return 1
+    return 0
+
+
+def _esc(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _dur(s: float) -> str:
+    s = int(s)
+    if s < 120:
+        return f"{s}s"
+    if s < 7200:
+        return f"{s // 60}m"
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+
+
+def logs(
+    name: Annotated[str, typer.Argument(help="Run name.")],
+    follow: Annotated[
+        bool, typer.Option("-f", "--follow", help="Keep printing new lines.")
+    ] = False,
+    n: Annotated[int, typer.Option("-n", "--lines", help="How many last lines.")] = 50,
+) -> int:
+    """Print the engine log of a run (kept after it stops); -f follows it until it ends."""
+    from llmdeploy_cli.supervise import state as st_mod
+    from llmdeploy_cli.supervise.logfile import follow as follow_log
+    from llmdeploy_cli.supervise.logfile import read_tail
+
+    path = st_mod.log_path(name)
+    if not path.exists():
+        raise LlmctlError(f"no log for '{name}'", hint="see llmctl status")
+    for line in read_tail(path, n):
+        out(line)
+    sys.stdout.flush()
+    if not follow:
+        return 0
+
+    def ended() -> bool:
+        st = st_mod.load(name)
+        return st is None or st_mod.liveness(st) != "running"
+
+    with _stop_signals() as ev:
+        for line in follow_log(path, stop=lambda: ev.is_set() or ended()):
+            out(line)
+            sys.stdout.flush()
+    return 0
+
+
+def stop(
+    name: Annotated[str | None, typer.Argument(help="Run name.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Stop every run.")] = False,
+    json_: JsonOpt = False,
+) -> int:
+    """Stop a run: its supervisor stops the engine's whole process group (SIGTERM, SIGKILL
+    after the grace period). Stopping a name that is not running is not an error."""
+    from llmdeploy_cli.errors import UsageError
+    from llmdeploy_cli.supervise import control
+    from llmdeploy_cli.supervise import state as st_mod
+
+    if (name is None) == (not all_):
+        raise UsageError("give a NAME or --all", hint="see llmctl status")
+    names = st_mod.names() if all_ else [name]
+    results = [control.stop_run(n) for n in names]
+    if json_:
+        emit_json({"stopped": results})
+    else:
+        for r in results:
+            if r["stopped"]:
+                note = f" ({r['note']})" if r.get("note") else ""
+                info(f"{r['name']}: stopped in {r['seconds']:.2f} s{note}")
+            else:
+                info(f"{r['name']}: not running")
+    return 0
+
+
+def wait(
+    name: Annotated[str, typer.Argument(help="Run name.")],
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", help="Give up (exit 4) after S seconds.")
+    ] = None,
+    json_: JsonOpt = False,
+) -> int:
+    """Wait until a run (started elsewhere, maybe not yet) is ready."""
+    from llmdeploy_cli.supervise import control
+
+    st = control.wait_run(name, timeout)
+    doc = _ready_doc(st.name, st.base_url, st.model, st.supervisor_pid, st.log, st.timings)
+    if json_:
+        emit_json(doc)
+    else:
+        out(f"ready  {st.name}  {st.base_url}  model={st.model}")
+    return 0

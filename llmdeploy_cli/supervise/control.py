@@ -1,0 +1,172 @@
+"""Working with runs from any shell: start detached, list, wait, stop (no printing here)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from llmdeploy_cli.errors import LlmctlError, NotReadyError
+from llmdeploy_cli.supervise import state as st_mod
+from llmdeploy_cli.supervise.state import FAILED, READY, RunState
+
+POLL_S = 0.02
+
+
+def supervisor_log(name: str) -> Path:
+    return st_mod.logs_dir() / f"{name}.supervisor.log"
+
+
+def start_detached(
+    profile_path: str | Path,
+    name: str,
+    *,
+    port: int | None,
+    timeout: float | None,
+    on_state: Callable[[RunState], None] | None = None,
+    stop_requested: Callable[[], bool] | None = None,
+    grace_s: float = 15.0,
+) -> RunState:
+    """Start the supervisor daemon and wait until the run is ready (returns its state) or
+    failed (raises the run's own error, with its exit code and log tail)."""
+    from llmdeploy_cli.supervise.daemon import build_argv
+    from llmdeploy_cli.supervise.session import error_from_doc
+
+    st_mod.remove(name)  # a failed or stale record of an earlier run (preflight cleaned it)
+    slog = supervisor_log(name)
+    fd = os.open(slog, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        proc = subprocess.Popen(
+            build_argv(str(Path(profile_path).resolve()), port=port, timeout=timeout),
+            stdin=subprocess.DEVNULL,
+            stdout=fd,
+            stderr=fd,
+            start_new_session=True,
+            close_fds=True,
+        )
+    finally:
+        os.close(fd)
+    last_phase = None
+    # The daemon enforces --timeout; this is a safety net against a wedged daemon.
+    limit = time.monotonic() + (timeout + grace_s + 30.0 if timeout else 7 * 24 * 3600.0)
+    while True:
+        st = st_mod.load(name)
+        mine = st is not None and st.supervisor_pid == proc.pid
+        if mine and on_state is not None and (st.phase, st.step) != last_phase:
+            last_phase = (st.phase, st.step)
+            on_state(st)
+        if mine and st.phase == READY:
+            return st
+        rc = proc.poll()
+        if (mine and st.phase == FAILED) or rc is not None:
+            if rc is None:
+                proc.wait(timeout=30)
+            st = st_mod.load(name)
+            if st is not None and st.supervisor_pid == proc.pid and st.error:
+                st_mod.remove(name)
+                raise error_from_doc(st.error)
+            tail = _tail_text(slog)
+            raise LlmctlError(
+                f"the llmctl supervisor exited with status {proc.returncode} before the "
+                "server was ready",
+                hint=tail or f"see {slog}",
+            )
+        if stop_requested is not None and stop_requested():
+            stop_run(name)
+            raise KeyboardInterrupt
+        if time.monotonic() > limit:
+            stop_run(name)
+            raise NotReadyError(f"not ready within {timeout:g} s", "raise --timeout")
+        time.sleep(POLL_S * 2.5)
+
+
+def _tail_text(path: Path, n: int = 10) -> str:
+    from llmdeploy_cli.supervise.logfile import read_tail
+
+    return "\n".join(read_tail(path, n))
+
+
+def runs(clean: bool = True) -> list[tuple[RunState, str]]:
+    """Every recorded run with its liveness (running | failed | stale→cleaned)."""
+    out = []
+    for name in st_mod.names():
+        st = st_mod.load(name)
+        if st is None:
+            continue
+        live = st_mod.liveness(st)
+        if live == "stale" and clean:
+            st_mod.clean_stale(st)
+            live = "stale (cleaned)"
+        out.append((st, live))
+    return out
+
+
+def stop_run(name: str, *, timeout: float | None = None) -> dict:
+    """Stop run `name`: SIGTERM to its supervisor (which stops the engine group and exits),
+    SIGKILL to it and the group if it does not finish in time. Idempotent."""
+    st = st_mod.load(name)
+    if st is None:
+        return {"name": name, "stopped": False, "was": None, "note": "not running"}
+    t0 = time.monotonic()
+    was = st.phase
+    grace = st.stop_grace_s if st.stop_grace_s is not None else 15.0
+    wait_s = timeout if timeout is not None else grace + 15.0
+    from llmdeploy_cli.supervise.process import signal_process, wait_gone
+
+    note = None
+    if st_mod.supervisor_alive(st) and st.supervisor_pid != os.getpid():
+        signal_process(st.supervisor_pid, st.supervisor_started, signal.SIGTERM)
+        if not wait_gone(st.supervisor_pid, st.supervisor_started, wait_s):
+            signal_process(st.supervisor_pid, st.supervisor_started, signal.SIGKILL)
+            wait_gone(st.supervisor_pid, st.supervisor_started, 5.0)
+            note = "the supervisor did not stop in time and was killed"
+    elif st.supervisor_pid and not st_mod.supervisor_alive(st):
+        note = "the supervisor was gone (stale state)"
+    # Whatever is left of the engine group (a killed supervisor, a stale record).
+    st_mod.stop_engine(st, grace_s=grace)
+    st_mod.remove(name)
+    out = {
+        "name": name,
+        "stopped": True,
+        "was": was,
+        "seconds": round(time.monotonic() - t0, 3),
+    }
+    if note:
+        out["note"] = note
+    return out
+
+
+def wait_run(
+    name: str,
+    timeout: float | None,
+    on_state: Callable[[RunState], None] | None = None,
+) -> RunState:
+    """Wait until run `name` is ready (it may not have started yet)."""
+    from llmdeploy_cli.supervise.session import error_from_doc
+
+    limit = time.monotonic() + timeout if timeout else None
+    last = None
+    while True:
+        st = st_mod.load(name)
+        if st is not None:
+            if on_state is not None and (st.phase, st.step) != last:
+                last = (st.phase, st.step)
+                on_state(st)
+            live = st_mod.liveness(st)
+            if live == "running" and st.phase == READY:
+                return st
+            if live == "failed" or st.phase == FAILED:
+                raise error_from_doc(st.error or {"message": f"{name} failed"})
+            if live == "stale":
+                st_mod.clean_stale(st)
+                raise LlmctlError(
+                    f"'{name}' is not running (its supervisor is gone; cleaned up)",
+                    hint=f"see llmctl logs {name}",
+                )
+        if limit is not None and time.monotonic() >= limit:
+            where = f" (still {st.phase}: {st.step})" if st is not None else " (not started)"
+            raise NotReadyError(f"'{name}' not ready within {timeout:g} s{where}")
+        time.sleep(0.05)

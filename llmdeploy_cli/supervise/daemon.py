@@ -1,0 +1,66 @@
+"""The detached supervisor: `python -m llmdeploy_cli.supervise.daemon PROFILE [--port N]`.
+
+`llmctl serve --detach` starts this in its own session and returns once the state file it
+writes says ready. It owns the engine (its process group), the log and the restart policy;
+`llmctl stop NAME` sends it SIGTERM and it stops the group before it exits.
+
+Kept small on purpose (DESIGN.md §5): no rich, no openai, no torch — its resident memory
+is what a long-running server costs on top of the engine (benchmarks/readiness.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+
+
+def build_argv(profile: str, *, port: int | None, timeout: float | None) -> list[str]:
+    argv = [sys.executable, "-m", "llmdeploy_cli.supervise.daemon", str(profile)]
+    if port is not None:
+        argv += ["--port", str(port)]
+    if timeout is not None:
+        argv += ["--timeout", repr(float(timeout))]
+    return argv
+
+
+def main(argv: list[str] | None = None) -> int:
+    # httpx imports its command-line tool (and with it rich) when it can; the daemon never
+    # needs it, and it costs ~6 MB of resident memory for as long as the server runs.
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+    os.umask(0o077)
+
+    ap = argparse.ArgumentParser(prog="llmctl-supervisor")
+    ap.add_argument("profile")
+    ap.add_argument("--port", type=int)
+    ap.add_argument("--timeout", type=float)
+    args = ap.parse_args(argv)
+
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+
+    from llmdeploy_cli.errors import LlmctlError
+    from llmdeploy_cli.resolve import resolve
+    from llmdeploy_cli.supervise.session import ServeSession
+
+    try:
+        r = resolve(args.profile, port=args.port)
+        session = ServeSession(
+            r, args.profile, detached=True, timeout=args.timeout, stop=stop, echo=None
+        )
+        session.run()
+    except LlmctlError as e:
+        print(f"llmctl supervisor: {e.message}", file=sys.stderr)
+        return int(e.code)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

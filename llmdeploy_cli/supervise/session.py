@@ -1,0 +1,358 @@
+"""One serve run: the real Ops behind the state machine, shared by the foreground
+`llmctl serve` and the detached supervisor (daemon.py).
+
+spawn (argv list, own process group, log) -> staged readiness -> backend.after_ready ->
+READY (the first time: `on_first_ready`, where the CLI runs the smoke) -> wait for an exit
+or a stop -> restart policy. Every transition is written to the run's state file.
+The core never prints: progress goes to `on_event(kind, message)` and engine output to
+the log sink (which may echo it).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from llmdeploy_cli.errors import LlmctlError, NotReadyError, PreflightError
+from llmdeploy_cli.supervise import state as st_mod
+from llmdeploy_cli.supervise.machine import EngineExited, Machine, Policy, Runner, Stopped
+from llmdeploy_cli.supervise.state import FAILED, READY, STARTING, STOPPED, RunState
+
+if TYPE_CHECKING:  # pragma: no cover
+    from llmdeploy_cli.resolve import Resolved
+    from llmdeploy_cli.supervise.logfile import LogSink
+    from llmdeploy_cli.supervise.process import Child
+
+TAIL_LINES = 25
+
+
+class ServeSession:
+    def __init__(
+        self,
+        resolved: Resolved,
+        profile_path: str | Path | None,
+        *,
+        detached: bool = False,
+        timeout: float | None = None,
+        stop: threading.Event | None = None,
+        echo: Callable[[str], None] | None = None,
+        on_event: Callable[[str, str], None] | None = None,
+        on_first_ready: Callable[[ServeSession], None] | None = None,
+        environ: dict | None = None,
+    ):
+        self.r = resolved
+        self.profile = resolved.profile
+        self.backend = resolved.backend
+        self.plan = resolved.plan
+        self.endpoint = resolved.plan.endpoint
+        self.profile_path = str(Path(profile_path).resolve()) if profile_path else None
+        self.detached = detached
+        self.timeout = timeout
+        self.stop_event = stop or threading.Event()
+        self.echo = echo
+        self.on_event = on_event or (lambda kind, msg: None)
+        self.on_first_ready = on_first_ready
+        self.environ = dict(os.environ if environ is None else environ)
+        self.stop_plan = self.backend.stop_plan(self.profile)
+        self.log: LogSink | None = None
+        self.state: RunState | None = None
+        self.readiness = None  # readiness.Result of the last start
+        self.keep_failed_state = detached
+        self._child: Child | None = None
+
+    # -- the whole run ----------------------------------------------------------------------
+    def run(self) -> None:
+        """Serve until stopped (returns) or failed (raises LlmctlError)."""
+        from llmdeploy_cli.supervise.logfile import LogSink
+        from llmdeploy_cli.supervise.process import start_time
+
+        name = self.profile.name
+        self.lock = st_mod.RunLock(name)
+        if not self.lock.acquire():
+            raise PreflightError(
+                f"'{name}' is already being served", f"stop it first: llmctl stop {name}"
+            )
+        keep = False
+        try:
+            self.log = LogSink(st_mod.log_path(name), secrets=self.plan.secrets(), echo=self.echo)
+            self.log.note(f"serve {name} ({self.backend.name}) from {self.profile_path}")
+            self.state = RunState(
+                name=name,
+                backend=self.backend.name,
+                profile=self.profile_path,
+                profile_hash=st_mod.profile_hash(self.profile_path) if self.profile_path else None,
+                base_url=self.endpoint.base_url,
+                model=self.endpoint.model,
+                port=_port_of(self.endpoint.base_url),
+                log=str(self.log.path),
+                managed=self.profile.server.managed,
+                detached=self.detached,
+                supervisor_pid=os.getpid(),
+                supervisor_started=start_time(os.getpid()),
+                stop_signal=int(self.stop_plan.signal),
+                stop_grace_s=self.stop_plan.grace_s,
+            )
+            self._save()
+            if self.profile.server.managed:
+                Runner(self, Policy.from_spec(self.profile.restart)).run()
+            else:
+                self._run_unmanaged()
+        except LlmctlError as e:
+            keep = self.keep_failed_state
+            self._record_failure(e)
+            raise
+        except BaseException as e:
+            keep = self.keep_failed_state
+            self._record_failure(LlmctlError(f"supervisor failed: {type(e).__name__}: {e}"))
+            raise
+        finally:
+            if self.log is not None:
+                self.log.note("supervisor done")
+                self.log.close()
+            if not keep:
+                st_mod.remove(name)
+            self.lock.release()
+
+    def _run_unmanaged(self) -> None:
+        """managed: false: someone else runs the server; readiness, after_ready, smoke."""
+        self.state.phase = STARTING
+        self._save()
+        try:
+            self._ready_ladder(None, first=True)
+        except Stopped:
+            return
+        self.state.phase = READY
+        self.state.ready_at = time.time()
+        self._save()
+        self.on_event("phase", READY)
+        if self.on_first_ready is not None:
+            self.on_first_ready(self)
+        if self.detached:
+            return
+        self.stop_event.wait()
+
+    # -- Ops (the seam the Runner drives) ---------------------------------------------------
+    def spawn(self) -> Child:
+        from llmdeploy_cli.fsutil import atomic_write
+        from llmdeploy_cli.resolve import state_dir
+        from llmdeploy_cli.supervise.process import spawn
+
+        for f in self.plan.files:
+            atomic_write(os.path.expanduser(f.path), f.content, mode=0o600)
+        cmd = self.plan.server.command
+        env = {
+            **self.environ,
+            **cmd.env,
+            **self.backend.extra_env_for_serve(self.profile, str(state_dir())),
+        }
+        self.log.note(f"start: {cmd.display()}")
+        child = spawn(cmd.argv, env, cwd=cmd.cwd, log=self.log)
+        self._child = child
+        self.state.engine_pid = child.pid
+        self.state.engine_started = child.started
+        self.state.pgid = child.pgid
+        self._save()
+        self.on_event("spawned", f"pid {child.pid}")
+        return child
+
+    def wait_ready(self, child: Child, first: bool) -> None:
+        self._ready_ladder(child, first)
+
+    def wait_exit(self, child: Child) -> int | None:
+        while True:
+            rc = child.poll()
+            if rc is not None:
+                self.log.join(0.5)
+                self.log.note(f"engine exited with status {rc}")
+                return rc
+            if self.stop_event.wait(0.05):
+                return None
+
+    def stop_child(self, child: Child) -> None:
+        if child.poll() is None:
+            self.log.note(
+                f"stopping the engine group {child.pgid} (signal {int(self.stop_plan.signal)}, "
+                f"SIGKILL after {self.stop_plan.grace_s:g} s)"
+            )
+        took = child.stop(self.stop_plan.signal, self.stop_plan.grace_s)
+        self.on_event("stopped", f"{took:.2f}")
+
+    def sleep(self, seconds: float) -> bool:
+        return not self.stop_event.wait(seconds)
+
+    def phase(self, machine: Machine, detail: dict) -> None:
+        s = self.state
+        s.phase = machine.phase
+        s.restarts = machine.restarts
+        err = detail.get("error")
+        if machine.phase == READY:
+            s.ready_at = time.time()
+            s.step = None
+            s.error = None
+            if self.readiness is not None:
+                s.timings = self.readiness.as_dict()
+        elif machine.phase == STOPPED:
+            s.engine_pid = s.engine_started = s.pgid = None
+        if err is not None:
+            s.error = _error_doc(err)
+            delay = detail.get("delay")
+            if delay is not None:
+                self.log.note(
+                    f"{err.message}; restart {machine.restarts} of at most "
+                    f"{machine.policy.max_restarts} in {delay:g} s"
+                )
+                self.on_event("restart", f"{err.message}; restarting in {delay:g} s")
+        self._save()
+        self.on_event("phase", machine.phase)
+        if machine.phase == READY and machine.restarts == 0 and self.on_first_ready is not None:
+            first, self.on_first_ready = self.on_first_ready, None
+            first(self)
+
+    # -- readiness and after_ready ----------------------------------------------------------
+    def _ready_ladder(self, child: Child | None, first: bool) -> None:
+        import httpx
+
+        from llmdeploy_cli import readiness
+
+        def on_phase(name: str) -> None:
+            self.state.step = name
+            self._save()
+            self.on_event("step", name)
+
+        try:
+            self.readiness = readiness.wait_ready(
+                self.backend,
+                self.endpoint,
+                self.profile,
+                alive=child.poll if child is not None else None,
+                activity=(lambda: self.log.last_activity) if child is not None else None,
+                stop=self.stop_event.is_set,
+                on_phase=on_phase,
+                timeout=self.timeout if first else None,
+            )
+        except readiness.Interrupted:
+            raise Stopped() from None
+        except readiness.Crashed as e:
+            if child is not None and child.log is not None:
+                child.log.join(1.0)  # the last words of the engine are the useful ones
+            raise self._explain(EngineExited(e.returncode, e.message)) from None
+        except NotReadyError as e:
+            raise self._explain(e) from None
+        self.log.note(
+            "endpoint answers: "
+            + ", ".join(f"{k} {v:.3f} s" for k, v in self.readiness.timings.items())
+        )
+
+        on_phase("after_ready")
+        headers = {}
+        key = self.endpoint.api_key(self.environ)
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+
+        def report(message: str, fraction: float | None = None) -> None:
+            if self.stop_event.is_set():
+                raise Stopped()
+            if child is not None and child.poll() is not None:
+                raise self._explain(
+                    EngineExited(child.poll(), "the engine exited during after-ready steps")
+                )
+            self.log.note(message)
+            pct = f" {fraction:.0%}" if fraction is not None else ""
+            self.on_event("after_ready", f"{message}{pct}")
+
+        with httpx.Client(headers=headers, timeout=30.0, trust_env=False) as client:
+            try:
+                self.backend.after_ready(client, self.plan, self.profile, report)
+            except (Stopped, LlmctlError):
+                raise
+            except httpx.HTTPError as e:
+                raise self._explain(
+                    LlmctlError(f"after-ready step failed: {type(e).__name__}: {e}")
+                ) from None
+
+    def _explain(self, err: LlmctlError) -> LlmctlError:
+        """Attach the log tail and a diagnosis (as the hint) to a failure."""
+        from llmdeploy_cli.supervise.diagnose import diagnose
+
+        tail = self.log.tail(TAIL_LINES) if self.log is not None else []
+        found = diagnose(
+            tail if self.log is None else self.log.tail(200),
+            self.profile,
+            self.backend,
+            port=_port_of(self.endpoint.base_url),
+        )
+        if found:
+            err.hint = "; ".join(str(d) for d in found) + (f" ({err.hint})" if err.hint else "")
+            err.details = [d.as_dict() for d in found]
+        err.log_tail = tail
+        err.log_path = str(self.log.path) if self.log is not None else None
+        return err
+
+    # -- state ------------------------------------------------------------------------------
+    def _save(self) -> None:
+        if self.state is not None:
+            st_mod.save(self.state)
+
+    def _record_failure(self, err: LlmctlError) -> None:
+        if self.state is None:
+            return
+        self.state.phase = FAILED
+        self.state.step = None
+        self.state.error = _error_doc(err)
+        self.state.engine_pid = self.state.engine_started = self.state.pgid = None
+        self._save()
+        if self.log is not None:
+            self.log.note(f"failed: {err.message}")
+
+
+def _error_doc(err: Any) -> dict:
+    doc = {
+        "code": int(getattr(err, "code", 1)),
+        "kind": getattr(err, "kind", "runtime"),
+        "message": getattr(err, "message", str(err)),
+    }
+    if getattr(err, "hint", None):
+        doc["hint"] = err.hint
+    if getattr(err, "details", None):
+        doc["details"] = [d.as_dict() if hasattr(d, "as_dict") else d for d in err.details]
+    if getattr(err, "log_tail", None):
+        doc["log_tail"] = list(err.log_tail)
+    return doc
+
+
+def _port_of(url: str) -> int | None:
+    from urllib.parse import urlsplit
+
+    try:
+        return urlsplit(url).port
+    except ValueError:
+        return None
+
+
+def error_from_doc(doc: dict) -> LlmctlError:
+    """Rebuild an LlmctlError (with its exit code) from a state's error document."""
+    from llmdeploy_cli import errors
+
+    by_code = {
+        int(c.code): c
+        for c in (
+            errors.PreflightError,
+            errors.NotReadyError,
+            errors.UnreachableError,
+            errors.AssertionFailed,
+            errors.UsageError,
+        )
+    }
+    cls = by_code.get(int(doc.get("code", 1)), LlmctlError)
+    err = cls(doc.get("message", "failed"), doc.get("hint"), details=doc.get("details"))
+    if cls is LlmctlError and doc.get("kind"):
+        err.kind = doc["kind"]
+    err.log_tail = doc.get("log_tail") or []
+    return err
+
+
+__all__ = ["ServeSession", "STOPPED", "error_from_doc"]
