@@ -38,6 +38,8 @@ DEFAULT_IMAGES = {
 }
 POD_BIND_HOST = "0.0.0.0"
 DEFAULT_CACHE_PATH = "/root/.cache/huggingface"  # HF_HOME default for root in engine images
+# Where engines keep downloaded models when no variable says otherwise (root in the image).
+DEFAULT_CACHE_PATHS = {"ollama": "/root/.ollama", "xinference": "/root/.xinference"}
 CACHE_ENV_VARS = ("HF_HOME", "OLLAMA_MODELS", "XINFERENCE_HOME")
 _SENTINEL = "llmctl-export-secret-{}"
 
@@ -289,7 +291,8 @@ def prepare(
     cache_path = opts.cache_path
     if cache_path is None:
         cache_path = next(
-            (env[v] for v in CACHE_ENV_VARS if v in env and env[v]), DEFAULT_CACHE_PATH
+            (env[v] for v in CACHE_ENV_VARS if v in env and env[v]),
+            DEFAULT_CACHE_PATHS.get(backend.name, DEFAULT_CACHE_PATH),
         )
     if model_dir:
         notes.append(
