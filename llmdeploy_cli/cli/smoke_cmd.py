@@ -151,23 +151,22 @@ def _normalize_url(url: str) -> str:
 
 
 def _running_port(name: str) -> int | None:
-    """The port of the running server NAME, from the supervisor's state (if it is there)."""
+    """The port of the running server NAME, from the supervisor's run state, if any."""
     try:
         from llmdeploy_cli.supervise import state as st
     except ImportError:
         return None
-    for fn_name in ("load", "read", "get", "load_state", "read_state", "find"):
-        fn = getattr(st, fn_name, None)
-        if not callable(fn):
-            continue
-        try:
-            rec = fn(name)
-        except Exception:  # noqa: BLE001 - a missing or stale record means "not running"
-            continue
-        port = _port_of(rec)
-        if port is not None:
-            return port
-    return None
+    load = getattr(st, "load", None)
+    if not callable(load):
+        return None
+    try:
+        rec = load(name)
+        liveness = getattr(st, "liveness", None)
+        if rec is not None and callable(liveness) and liveness(rec) != "running":
+            return None
+    except Exception:  # noqa: BLE001 - an unreadable or stale record means "not running"
+        return None
+    return _port_of(rec)
 
 
 def _port_of(rec: Any) -> int | None:
