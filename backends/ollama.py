@@ -797,7 +797,12 @@ def _upload_blob(client: httpx.Client, root: str, path: str, report) -> str:
                     report(f"create: copying {name}", sent / size)
                 yield chunk
 
-    r = client.post(url, content=body(), timeout=httpx.Timeout(None, connect=10.0))
+    r = client.post(
+        url,
+        content=body(),
+        headers={"Content-Length": str(os.path.getsize(path))},  # not chunked, as ollama does
+        timeout=httpx.Timeout(None, connect=10.0),
+    )
     if r.status_code not in (200, 201):
         raise LlmctlError(
             f"create: Ollama refused the upload of {name} ({r.status_code}): {_error_text(r)}"
