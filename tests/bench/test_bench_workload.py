@@ -1,0 +1,79 @@
+"""Prompts: exact token lengths with the model's tokenizer, words without, JSONL/ShareGPT."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from llmdeploy_cli.bench.client import request_body
+from llmdeploy_cli.bench.workload import file_workload, load_tokenizer, random_workload
+from llmdeploy_cli.errors import UsageError
+
+
+def test_random_prompts_have_exact_token_lengths(tiny_model):
+    tok = load_tokenizer(tiny_model)
+    assert tok is not None
+    wl = random_workload(12, 24, 8, range_ratio=0.5, seed=3, tokenizer=tok)
+    assert wl.source == "random-tokenizer" and wl.tokenizer_id == str(tiny_model)
+    for p in wl.prompts:
+        assert 12 <= p.prompt_len <= 36
+        assert tok.count(p.messages[0]["content"]) == p.prompt_len
+        assert 4 <= p.output_len <= 12
+
+
+def test_words_without_a_tokenizer_say_so():
+    wl = random_workload(3, 10, 5, seed=1)
+    assert wl.source == "random-words"
+    assert all(len(p.messages[0]["content"].split()) == 10 for p in wl.prompts)
+    assert any("approximate" in n for n in wl.notes)
+    assert random_workload(3, 10, 5, seed=1).prompts[0].messages == wl.prompts[0].messages
+
+
+def test_no_tokenizer_in_a_dir_without_one(tmp_path):
+    assert load_tokenizer(tmp_path) is None
+    assert load_tokenizer(tmp_path / "missing") is None
+
+
+def test_jsonl_dataset(tmp_path):
+    f = tmp_path / "p.jsonl"
+    f.write_text(
+        '{"prompt": "hello there", "output_len": 7}\n\n'
+        '{"messages": [{"role": "user", "content": "hi"}]}\n'
+    )
+    wl = file_workload(f, 5, None, seed=0)
+    assert wl.source == "jsonl" and len(wl.prompts) == 5  # cycled to -n
+    assert {p.output_len for p in wl.prompts} == {7, None}
+
+
+def test_sharegpt_dataset_uses_reply_length(tmp_path, tiny_model):
+    tok = load_tokenizer(tiny_model)
+    f = tmp_path / "sg.json"
+    data = [
+        {"conversations": [{"from": "human", "value": "Say hello."},
+                           {"from": "gpt", "value": "Hello! How can I help you today?"}]},
+        {"conversations": [{"from": "gpt", "value": "no human turn"}]},
+    ]  # fmt: skip
+    f.write_text(json.dumps(data))
+    wl = file_workload(f, None, None, tokenizer=tok)
+    assert wl.source == "sharegpt" and len(wl.prompts) == 1
+    p = wl.prompts[0]
+    assert p.output_len == tok.count("Hello! How can I help you today?")
+    assert p.prompt_len == tok.count("Say hello.")
+    assert file_workload(f, None, 9).prompts[0].output_len == 9  # --output-len wins
+
+
+@pytest.mark.parametrize("text", ["not json\n", "[1, 2", '{"nothing": 1}\n'])
+def test_bad_dataset_is_a_usage_error(tmp_path, text):
+    f = tmp_path / "bad.jsonl"
+    f.write_text(text)
+    with pytest.raises(UsageError):
+        file_workload(f, 2, None)
+
+
+def test_request_body_forces_length_and_asks_for_usage():
+    p = random_workload(1, 3, 5).prompts[0]
+    body = request_body("m", p, force_output_len=True)
+    assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
+    assert body["max_tokens"] == 5 and body["min_tokens"] == 5 and body["ignore_eos"] is True
+    assert "ignore_eos" not in request_body("m", p, force_output_len=False)
