@@ -396,13 +396,14 @@ class OllamaBackend(Backend):
         if hub.cache_dir and opts.get("models_dir"):
             bad(
                 ("options", "models_dir"),
-                "set the model store once: hub.cache_dir or options.models_dir",
+                f"backend '{name}': set the model store once: hub.cache_dir or options.models_dir",
             )
         if not profile.server.managed:
             if profile.server.port == "auto":
                 bad(
                     ("server", "port"),
-                    "port: auto cannot find a server someone else runs (server.managed: false)",
+                    f"backend '{name}': port: auto cannot find a server someone else runs "
+                    "(server.managed: false)",
                     "give the port the running Ollama listens on (default 11434)",
                 )
             present = {k for k in SERVER_ONLY_KEYS if k in set_keys} | {
@@ -413,7 +414,8 @@ class OllamaBackend(Backend):
             for key in sorted(present):
                 bad(
                     tuple(key.split(".")),
-                    "only configures a server llmctl starts, and server.managed is false",
+                    f"backend '{name}': only configures a server llmctl starts, and "
+                    "server.managed is false",
                     f"set {SERVER_ONLY_KEYS[key]} in the running server's own environment "
                     "(systemctl edit ollama.service), or remove it",
                 )
@@ -426,7 +428,8 @@ class OllamaBackend(Backend):
             issues.append(
                 profile.issue(
                     ("model", "source"),
-                    "neither a local GGUF path nor an Ollama model name (name:tag)",
+                    f"backend '{self.name}': neither a local GGUF path nor an Ollama model "
+                    "name (name:tag)",
                     "local paths start with / . or ~; names look like qwen2.5:0.5b",
                 )
             )
@@ -434,7 +437,7 @@ class OllamaBackend(Backend):
             issues.append(
                 profile.issue(
                     ("model", "served_name") if profile.model.served_name else ("name",),
-                    f"not a valid Ollama model name: {spec.served!r}",
+                    f"backend '{self.name}': not a valid Ollama model name: {spec.served!r}",
                     "letters, digits, _ . - ; an optional :tag",
                 )
             )
@@ -442,8 +445,8 @@ class OllamaBackend(Backend):
             issues.append(
                 profile.issue(
                     ("model", "served_name"),
-                    f"llmctl derives a model from {spec.from_name!r} (Modelfile) and must give "
-                    "it another name",
+                    f"backend '{self.name}' derives a model from {spec.from_name!r} (Modelfile) "
+                    "and must give it another name",
                     "choose a served_name different from the pulled name",
                 )
             )
@@ -451,7 +454,7 @@ class OllamaBackend(Backend):
             issues.append(
                 profile.issue(
                     ("options", "parameters", "num_gpu"),
-                    "resources.device: cpu already sets num_gpu 0",
+                    f"backend '{self.name}': resources.device: cpu already sets num_gpu 0",
                 )
             )
         return issues

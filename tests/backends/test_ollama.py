@@ -409,6 +409,7 @@ def test_managed_false_refuses_server_only_keys(resolve, extra, key):
     issues = refused(resolve, pull_yaml("server:\n  managed: false\n" + extra))
     [issue] = [i for i in issues if i.key == key]
     assert "managed is false" in issue.message and "systemctl" in issue.hint
+    assert "backend 'ollama'" in issue.message
 
 
 def test_managed_false_refuses_port_auto(resolve):
