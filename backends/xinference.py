@@ -143,6 +143,11 @@ def size_arg(v: int | float | str) -> str:
         raise ValueError(f"not a model size in billions: {v!r}") from None
 
 
+MISSING_NAME = (
+    "options.model_name is not set: Xinference needs the registry name of the model family "
+    "(e.g. qwen2.5-instruct) to serve a local directory, and the launch will not run without it"
+)
+
 REFUSED_HINTS = {
     "resources.gpu_memory_utilization": (
         "Xinference passes memory settings to the engine it runs: for the vllm engine use "
@@ -203,15 +208,6 @@ class XinferenceBackend(Backend):
             return issues
         m, r, s = profile.model, profile.resources, profile.server
         local = profile.model_path()
-        if local is not None and not opts.model_name:
-            issues.append(
-                profile.issue(
-                    ("options",),
-                    "Xinference needs the registry name of the model family to serve a local "
-                    "directory",
-                    hint="set options.model_name (e.g. qwen2.5-instruct)",
-                )
-            )
         if local is None and opts.model_name and opts.model_name != m.source:
             issues.append(
                 profile.issue(
@@ -303,8 +299,11 @@ class XinferenceBackend(Backend):
             )
         return issues
 
-    def model_name(self, profile: Profile, opts: XinferenceOptions) -> str:
-        return opts.model_name or profile.model.source
+    def model_name(self, profile: Profile, opts: XinferenceOptions) -> str | None:
+        """The registry name; None for a local directory without options.model_name."""
+        if opts.model_name:
+            return opts.model_name
+        return None if profile.model_path() is not None else profile.model.source
 
     def uid(self, profile: Profile, opts: XinferenceOptions) -> str:
         return opts.model_uid or profile.served_name
@@ -400,6 +399,11 @@ class XinferenceBackend(Backend):
         if profile.model.trust_remote_code:
             env["XINFERENCE_TRUST_REMOTE_CODE"] = "1"
 
+        warnings = []
+        if self.model_name(profile, opts) is None:
+            # A warning, not a profile error, so `llmctl init` with a directory validates;
+            # the launch refuses to run without it (after_ready).
+            warnings.append(MISSING_NAME)
         launch = [self.launch_executable(profile), "launch"]
         flag(launch, "--endpoint", self.root_url(profile, ctx))
         for option, _, value in self.launch_fields(profile, opts):
@@ -422,6 +426,7 @@ class XinferenceBackend(Backend):
             endpoint=self.endpoint(profile, ctx),
             engine_version=ctx.engine_version,
             version_source=ctx.version_source,
+            warnings=warnings,
         )
 
     def extra_env_for_serve(self, profile: Profile, state_dir: str) -> dict[str, str]:
@@ -443,8 +448,15 @@ class XinferenceBackend(Backend):
         import httpx
 
         from llmdeploy_cli.command import scrub
-        from llmdeploy_cli.errors import LlmctlError, NotReadyError, UnreachableError
+        from llmdeploy_cli.errors import (
+            LlmctlError,
+            NotReadyError,
+            UnreachableError,
+            UsageError,
+        )
 
+        if self.model_name(profile, self.options(profile)) is None:
+            raise UsageError(MISSING_NAME, hint="e.g. options: {model_name: qwen2.5-instruct}")
         ep = plan.endpoint
         root = ep.base_url.removesuffix("/v1")
         headers = {}

@@ -23,6 +23,7 @@ from llmdeploy_cli.errors import (
     NotReadyError,
     ProfileError,
     UnreachableError,
+    UsageError,
 )
 from llmdeploy_cli.profile import load_profile
 from llmdeploy_cli.resolve import resolve_profile
@@ -320,12 +321,16 @@ def test_hub_id_source_is_refused_with_a_hint(tmp_path):
     assert issue.key == "model.source" and "registry name" in issue.hint
 
 
-def test_local_dir_needs_the_registry_name(tmp_path):
+def test_local_dir_without_registry_name_warns_and_will_not_launch(tmp_path):
     p = tmp_path / "p.yml"
     p.write_text(f"name: x\nbackend: xinference\nmodel:\n  source: {tmp_path}\n")
-    with pytest.raises(ProfileError) as e:
-        resolve_profile(load_profile(p, ENVIRON), ENVIRON, engine_version="4.1.0")
-    assert "options.model_name" in e.value.issues[0].hint
+    r = resolve_profile(load_profile(p, ENVIRON), ENVIRON, engine_version="4.1.0")
+    assert any("options.model_name" in w for w in r.plan.warnings)
+    assert "--model-name" not in launch_of(r.plan)
+    fake = FakeXinference()
+    with pytest.raises(UsageError) as e:
+        r.backend.after_ready(fake.client(), r.plan, r.profile, lambda m, f: None)
+    assert "options.model_name" in e.value.message and fake.requests == []
 
 
 def test_context_length_needs_4_1(render):
