@@ -19,6 +19,11 @@ def export(path, target: str, opts=None, environ=None, *, probe_tool: str = "pyt
         raise common.ExportError(
             f"unknown export target '{target}'", hint=f"one of: {', '.join(TARGETS)}"
         )
+    if opts.nodes > 1 and target != "kubernetes":
+        raise common.ExportError(
+            f"--nodes {opts.nodes}: {target} runs on one machine",
+            hint="multi-node vLLM is exported with --to kubernetes (a LeaderWorkerSet)",
+        )
     p = common.prepare(path, target, opts, environ, bind_all=target != "systemd")
     if target == "kubernetes":
         from llmdeploy_cli.export import kubernetes as mod
