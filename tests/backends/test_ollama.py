@@ -542,6 +542,27 @@ def test_server_without_network_is_a_clear_error(resolve):
     assert "offline" in e.value.hint
 
 
+def test_denied_pull_is_a_clear_error(resolve):
+    with OllamaStandin(denied=("someone/private:7b",)) as s:
+        r = resolve(pull_yaml(source="someone/private:7b"), port=s.port)
+        with pytest.raises(LlmctlError) as e:
+            run_after_ready(r)
+    assert "denied access" in e.value.message and "private" in e.value.hint
+
+
+def test_an_ollama_library_without_the_new_create_api_is_refused(resolve, standin, monkeypatch):
+    import ollama
+
+    def old_create(self, model, path=None, modelfile=None, stream=False):
+        raise AssertionError("must not be called")
+
+    monkeypatch.setattr(ollama.Client, "create", old_create)
+    r = resolve(pull_yaml("resources:\n  max_model_len: 512\n"), port=standin.port)
+    with pytest.raises(LlmctlError) as e:
+        run_after_ready(r)
+    assert "too old" in e.value.message and "0.4.6" in e.value.hint
+
+
 def test_offline_profile_refuses_to_pull_a_missing_model(resolve, standin):
     r = resolve(pull_yaml("offline: true\n"), port=standin.port)
     with pytest.raises(PreflightError) as e:

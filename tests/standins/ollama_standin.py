@@ -11,7 +11,8 @@ backend uses, with the shapes given in Ollama 0.32's docs/api.md and server/rout
 - POST /api/pull          NDJSON progress ("pulling manifest", "pulling <digest>" with
                           total/completed, "verifying sha256 digest", "writing manifest",
                           "success"); an unknown name streams
-                          {"error": "pull model manifest: file does not exist"}
+                          {"error": "pull model manifest: file does not exist"}, a
+                          `denied` one "...: unauthorized: access denied"
 - HEAD/POST /api/blobs/sha256:<hex>   200/404; 201, or 400 on a digest mismatch
 - POST /api/create        {"model", "from" | "files", "parameters", "template", "system",
                           "quantize"} -> NDJSON status ... "success"
@@ -59,6 +60,7 @@ class OllamaStandin:
         *,
         models: dict[str, dict] | None = None,
         offline: bool = False,
+        denied: tuple[str, ...] = (),
         host: str = "127.0.0.1",
         port: int = 0,
     ):
@@ -69,6 +71,7 @@ class OllamaStandin:
         self.loaded: dict[str, Any] = {}  # model -> keep_alive of the request that loaded it
         self.requests: list[tuple[str, str, Any]] = []
         self.offline = offline
+        self.denied = {tagged(n) for n in denied}  # private names: 401 from the registry
         self._server = ThreadingHTTPServer((host, port), _handler(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -126,6 +129,9 @@ class OllamaStandin:
                 "error": 'pull model manifest: Get "https://registry.invalid/v2/manifests": '
                 "dial tcp: lookup registry.invalid: no such host"
             }
+            return
+        if tagged(name) in self.denied:  # server/images.go errUnauthorized
+            yield {"error": "pull model manifest: unauthorized: access denied"}
             return
         size = self.registry.get(tagged(name))
         if size is None:
