@@ -29,6 +29,7 @@ app = typer.Typer(
 COMMAND_MODULES = [
     "llmdeploy_cli.cli.profile_cmds",  # init, validate, render
     "llmdeploy_cli.cli.backends_cmd",  # backends
+    "llmdeploy_cli.cli.models_cmds",  # doctor, plan, pull, pack, unpack
     "llmdeploy_cli.cli.serve_cmds",  # serve, status, logs, stop, wait
     "llmdeploy_cli.cli.smoke_cmd",  # smoke
     "llmdeploy_cli.cli.export_cmd",  # export

@@ -1,0 +1,162 @@
+"""`llmctl doctor`, `plan`, `pull`, `pack`, `unpack`: the model, the machine, the memory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from llmdeploy_cli.cli.output import emit_json, info, out, warn
+from llmdeploy_cli.errors import ExitCode
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
+ProfileArg = Annotated[Path, typer.Argument(help="Profile file.")]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("doctor")(doctor)
+    app.command("plan")(plan)
+    app.command("pull")(pull)
+    app.command("pack")(pack)
+    app.command("unpack")(unpack)
+
+
+_MARK = {"pass": "ok  ", "warn": "warn", "fail": "FAIL", "skip": "skip"}
+
+
+def doctor(
+    file: ProfileArg,
+    json_: JsonOpt = False,
+    verify: Annotated[
+        bool, typer.Option("--verify", help="Re-hash the model files (manifest or HF cache).")
+    ] = False,
+) -> int:
+    """Check everything a profile needs before serving: model files, offline variables,
+    engine and version, GPU and free memory, port. No network. Exit 3 on any failure."""
+    from llmdeploy_cli.models.doctor import run_doctor
+
+    report = run_doctor(file, verify=verify)
+    if json_:
+        emit_json(report.as_dict())
+    else:
+        for c in report.checks:
+            out(f"{_MARK.get(c.level, c.level)}  {c.check:<36} {c.message}")
+            if c.fix and c.level in ("fail", "warn"):
+                out(f"      {'':<36} fix: {c.fix}")
+        d = report.as_dict()["counts"]
+        summary = ", ".join(f"{n} {k}" for k, n in sorted(d.items()))
+        info(f"{report.profile}: {summary}")
+    return 0 if report.ok else int(ExitCode.PREFLIGHT)
+
+
+def plan(
+    file: ProfileArg,
+    gpu_mem: Annotated[
+        str | None,
+        typer.Option("--gpu-mem", help="Memory of one GPU (80GiB, 81559MiB); default: query."),
+    ] = None,
+    gpus: Annotated[
+        int | None, typer.Option("--gpus", min=1, help="GPUs (default: tp x pp).")
+    ] = None,
+    json_: JsonOpt = False,
+) -> int:
+    """Memory plan: weights, KV bytes per token, reserve, KV cache tokens and concurrency at
+    max_model_len under the engine's own memory setting, and values that fit. Works from
+    config.json alone, before the weights are downloaded."""
+    from llmdeploy_cli.errors import PreflightError
+    from llmdeploy_cli.models.plan import fmt_bytes, parse_size, plan_for, query_gpus
+    from llmdeploy_cli.resolve import resolve
+
+    r = resolve(file)
+    if gpu_mem:
+        mem = parse_size(gpu_mem)
+        source = "--gpu-mem"
+    else:
+        found, why = query_gpus()
+        if not found:
+            raise PreflightError(
+                f"no GPU to plan for ({why})", hint="give the card's memory: --gpu-mem 80GiB"
+            )
+        mem, source = found[0].total_bytes, f"{found[0].name} (queried)"
+        gpus = gpus or None
+    mp = plan_for(r.profile, mem, gpus, engine_version=r.plan.engine_version)
+    if json_:
+        emit_json({"name": r.profile.name, "gpu_mem_source": source, **mp.as_dict()})
+        return 0
+    for w in mp.warnings:
+        warn(w)
+    tp = mp.tensor_parallel
+    out(f"engine          {mp.engine} {mp.engine_version or ''}".rstrip())
+    out(f"GPU             {fmt_bytes(mp.gpu_mem_bytes)} x {mp.gpus}  ({source})")
+    out(
+        f"weights         {fmt_bytes(mp.weights_bytes)} ({mp.weights_source})"
+        + (f", {fmt_bytes(mp.weights_per_gpu)} per GPU" if tp > 1 else "")
+    )
+    out(
+        f"KV per token    {mp.kv_bytes_per_token:,.0f} B per GPU "
+        f"({mp.kv_bytes_per_token_total:,.0f} B whole model, kv dtype {mp.kv_dtype})"
+    )
+    res = ", ".join(f"{k} {fmt_bytes(v)}" for k, v in mp.reserve.items() if v)
+    out(f"reserve         {res or 'none'}")
+    out(f"budget          {fmt_bytes(mp.budget_bytes)}: {mp.budget_rule}")
+    out(f"KV cache        {fmt_bytes(mp.kv_cache_bytes)} = {mp.kv_cache_tokens:,} tokens")
+    out(f"concurrency     {mp.concurrency:g} requests of max_model_len {mp.max_model_len:,}")
+    out(f"fits            {'yes' if mp.fits else 'NO'}")
+    for s in mp.suggestions:
+        out(f"suggest         {s['key']}: {s['value']}  ({s['why']})")
+    return 0 if mp.fits else int(ExitCode.PREFLIGHT)
+
+
+def pull(file: ProfileArg, json_: JsonOpt = False) -> int:
+    """Download the profile's model (Hugging Face, honouring HF_ENDPOINT / hub.endpoint, or
+    ModelScope when hub.source says so). Resumes an interrupted download."""
+    from llmdeploy_cli.models.transfer import pull_model
+    from llmdeploy_cli.profile import load_profile
+
+    profile = load_profile(file)
+    path = pull_model(profile, progress=info)
+    if json_:
+        emit_json({"name": profile.name, "source": profile.model.source, "path": str(path)})
+    else:
+        out(str(path))
+    return 0
+
+
+def pack(
+    file: ProfileArg,
+    output: Annotated[Path, typer.Option("-o", "--output", help="Archive to write (.tar).")],
+    json_: JsonOpt = False,
+) -> int:
+    """Bundle the model folder, the profile and a sha256 manifest into one tar for an
+    air-gapped machine."""
+    from llmdeploy_cli.models.transfer import pack_model
+    from llmdeploy_cli.profile import load_profile
+
+    profile = load_profile(file)
+    result = pack_model(profile, output, progress=info)
+    if json_:
+        emit_json(result)
+    else:
+        out(f"{output}  ({result['files']} files, {result['bytes']:,} bytes)")
+    return 0
+
+
+def unpack(
+    archive: Annotated[Path, typer.Argument(help="Archive written by llmctl pack.")],
+    to: Annotated[Path, typer.Option("--to", help="Directory to unpack into.")],
+    json_: JsonOpt = False,
+) -> int:
+    """Unpack a `llmctl pack` archive: verify every hash, refuse unsafe paths, write the
+    model and a profile that points at it (offline: true)."""
+    from llmdeploy_cli.models.transfer import unpack_model
+
+    result = unpack_model(archive, to, progress=info)
+    if json_:
+        emit_json(result)
+    else:
+        out(result["profile"])
+    return 0
+
+
+__all__ = ["register"]
