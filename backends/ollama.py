@@ -635,7 +635,7 @@ class OllamaBackend(Backend):
                 report(f"preload: {spec.served} loaded", 1.0)
         except ollama.ResponseError as e:
             raise _explain(step, name, e) from None
-        except ConnectionError:
+        except (ConnectionError, httpx.ConnectError):  # the library raises both
             raise UnreachableError(
                 f"{step}: cannot connect to Ollama at {root}",
                 hint="is it running? (server.managed: false expects it already up)",
