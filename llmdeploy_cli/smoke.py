@@ -284,7 +284,9 @@ def run_smoke(
     limits = httpx.Limits(max_connections=2, max_keepalive_connections=2)
     t = httpx.Timeout(per_request, connect=min(per_request, 10.0))
     ctx = _Ctx(endpoint, report, per_request)
-    with httpx.Client(headers=headers, timeout=t, limits=limits, trust_env=False) as client:
+    with httpx.Client(
+        headers=headers, timeout=t, limits=limits, trust_env=_use_proxy_env(endpoint.base_url)
+    ) as client:
         ctx.client = client
         _check_listed(ctx, check_listed)
         if endpoint.task in EMBED_TASKS:
@@ -570,6 +572,8 @@ def _stream(ctx: _Ctx, spec: SmokeSpec, body: dict | None = None) -> None:
     except httpx.TransportError as e:
         raise _transport_error(ctx, e, url) from None
     x.e2e_s = time.monotonic() - t0
+    if x.chunks == 0:
+        x.order_problems.append("no `data:` chunks came back: the server did not stream")
     _stream_finish(ctx, spec, x, parts, role_after_text)
 
 
@@ -801,6 +805,14 @@ def _names(ids: list[str], n: int = 8) -> str:
     return shown + (f" (+{len(ids) - n} more)" if len(ids) > n else "")
 
 
+def _use_proxy_env(url: str) -> bool:
+    """Honour HTTP(S)_PROXY for remote URLs only: a proxy must never see loopback traffic."""
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(url).hostname or "").lower()
+    return not (host in ("localhost", "::1") or host.startswith("127."))
+
+
 def _ms(s: float | None) -> float | None:
     return None if s is None else round(s * 1000.0, 1)
 
@@ -824,7 +836,9 @@ def first_listed_model(
     report = SmokeReport(base_url=endpoint.base_url, model="", task="chat")
     ctx = _Ctx(endpoint, report, t)
     with httpx.Client(
-        headers=headers, timeout=httpx.Timeout(t, connect=min(t, 10.0)), trust_env=False
+        headers=headers,
+        timeout=httpx.Timeout(t, connect=min(t, 10.0)),
+        trust_env=_use_proxy_env(endpoint.base_url),
     ) as client:
         ctx.client = client
         ids, why = _list_models(ctx)

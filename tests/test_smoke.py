@@ -509,3 +509,12 @@ def test_auth_error_from_core_names_the_env():
     with OpenAIStandin(["m"], api_key="k") as s, pytest.raises(AuthError) as e:
         run_smoke(Endpoint(s.base_url, "m", api_key_env="MY_KEY_ENV"), SmokeSpec(), api_key="bad")
     assert "set $MY_KEY_ENV" in e.value.hint
+
+
+def test_proxy_variables_apply_to_remote_urls_only():
+    from llmdeploy_cli.smoke import _use_proxy_env
+
+    assert not _use_proxy_env("http://127.0.0.1:8000/v1")
+    assert not _use_proxy_env("http://localhost:8000/v1")
+    assert not _use_proxy_env("http://[::1]:8000/v1")
+    assert _use_proxy_env("http://gpu-box.internal:8000/v1")
