@@ -41,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from llmdeploy_cli.backend import Backend, Command, Plan, RenderContext, Step, flag
 from llmdeploy_cli.engine_env import executable_for_argv, version_tuple
-from llmdeploy_cli.errors import ProfileIssue
+from llmdeploy_cli.errors import ProfileError, ProfileIssue
 from llmdeploy_cli.profile import Profile
 
 # QuantPolicy in lmdeploy/messages.py (0.18): name -> value; the CLI also takes fp8_e4m3.
@@ -178,6 +178,13 @@ class LmdeployBackend(Backend):
     timeouts = (900.0, 600.0, 300.0)
 
     # -- static ---------------------------------------------------------------------------
+    def options(self, profile: Profile) -> BaseModel:
+        try:
+            return super().options(profile)
+        except ProfileError as e:
+            _name_backend(self.name, e.issues)
+            raise
+
     def check(self, profile: Profile, version: str) -> list[ProfileIssue]:
         issues = []
         for issue in super().check(profile, version):
@@ -269,7 +276,7 @@ class LmdeployBackend(Backend):
                     "the PyTorch engine needs 0 < cache_max_entry_count < 1",
                 )
             )
-        return issues
+        return _name_backend(self.name, issues)
 
     def model_arg(self, profile: Profile) -> str:
         local = profile.model_path()
@@ -334,3 +341,12 @@ class LmdeployBackend(Backend):
             version_source=ctx.version_source,
             warnings=warnings,
         )
+
+
+def _name_backend(name: str, issues: list[ProfileIssue]) -> list[ProfileIssue]:
+    """Every refusal names the backend, as the base check's own messages do."""
+    prefix = f"backend '{name}'"
+    for issue in issues:
+        if prefix not in issue.message:
+            issue.message = f"{prefix}: {issue.message}"
+    return issues

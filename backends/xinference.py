@@ -46,7 +46,7 @@ from llmdeploy_cli.backend import (
     flag,
 )
 from llmdeploy_cli.engine_env import executable_for_argv, version_tuple
-from llmdeploy_cli.errors import ProfileIssue
+from llmdeploy_cli.errors import ProfileError, ProfileIssue
 from llmdeploy_cli.profile import Profile
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -194,6 +194,13 @@ class XinferenceBackend(Backend):
     timeouts = (120.0, 1800.0, 300.0)
 
     # -- static ---------------------------------------------------------------------------
+    def options(self, profile: Profile) -> BaseModel:
+        try:
+            return super().options(profile)
+        except ProfileError as e:
+            _name_backend(self.name, e.issues)
+            raise
+
     def auth_on(self, profile: Profile, opts: XinferenceOptions) -> bool:
         return opts.auth if opts.auth is not None else bool(profile.server.api_key_env)
 
@@ -297,7 +304,7 @@ class XinferenceBackend(Backend):
                     "device cpu launches with --n-gpu none; GPU counts contradict it",
                 )
             )
-        return issues
+        return _name_backend(self.name, issues)
 
     def model_name(self, profile: Profile, opts: XinferenceOptions) -> str | None:
         """The registry name; None for a local directory without options.model_name."""
@@ -526,3 +533,12 @@ def _auth_hint(ep: Endpoint) -> str:
         "this Xinference has auth on: set server.api_key_env to a key created in it "
         "(and options.home), or start it with options.auth: false"
     )
+
+
+def _name_backend(name: str, issues: list[ProfileIssue]) -> list[ProfileIssue]:
+    """Every refusal names the backend, as the base check's own messages do."""
+    prefix = f"backend '{name}'"
+    for issue in issues:
+        if prefix not in issue.message:
+            issue.message = f"{prefix}: {issue.message}"
+    return issues

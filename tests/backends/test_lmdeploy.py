@@ -223,7 +223,9 @@ def test_keys_lmdeploy_cannot_honour_are_refused(render, extra, model, key, says
     ],
 )
 def test_values_lmdeploy_rejects_are_refused(render, extra, model, key):
-    assert key in [i.key for i in issues_of(render, extra, model=model)]
+    issues = issues_of(render, extra, model=model)
+    assert key in [i.key for i in issues]
+    assert all("backend 'lmdeploy'" in i.message for i in issues)
 
 
 def test_turbomind_accepts_a_cache_entry_count_above_one(render):

@@ -309,7 +309,9 @@ def test_keys_xinference_cannot_honour_are_refused(render, extra, model, key, sa
     ],
 )
 def test_bad_values_are_refused(render, extra, model, key):
-    assert key in [i.key for i in issues_of(render, extra, model=model)]
+    issues = issues_of(render, extra, model=model)
+    assert key in [i.key for i in issues]
+    assert all("backend 'xinference'" in i.message for i in issues)
 
 
 def test_hub_id_source_is_refused_with_a_hint(tmp_path):
