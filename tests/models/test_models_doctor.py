@@ -1,0 +1,180 @@
+"""llmctl doctor: each check's level and fix, exit code 3 on a failure, --verify."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+
+import pytest
+
+from llmdeploy_cli.cli.app import main
+from llmdeploy_cli.models.doctor import (
+    check_engine_flags,
+    git_blob_sha1,
+    run_doctor,
+    sha256_file,
+    verify_model_files,
+)
+from llmdeploy_cli.models.plan import GiB, GpuInfo
+
+
+def no_gpu():
+    return [], "nvidia-smi not found"
+
+
+def one_gpu(total=80 * GiB, free=79 * GiB):
+    return lambda: ([GpuInfo(0, "NVIDIA H100 80GB HBM3", total, free, "570.1", "12.8")], None)
+
+
+def _by(report):
+    return {c.check: c for c in report.checks}
+
+
+@pytest.fixture
+def vllm_profile(write_profile, tiny_model):
+    return write_profile(
+        f"""
+        name: tiny
+        backend: vllm
+        model:
+          source: {tiny_model}
+        offline: true
+        resources:
+          max_model_len: 512
+        server:
+          port: auto
+        """
+    )
+
+
+def test_complete_offline_profile(vllm_profile):
+    report = run_doctor(vllm_profile, environ={}, gpu_query=one_gpu())
+    checks = _by(report)
+    assert checks["model.files"].level == "pass"
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+        assert checks[f"offline.env.{var}"].level == "pass"
+    assert checks["engine.flags"].level == "skip"
+    assert checks["gpu"].level == "pass" and "H100" in checks["gpu"].message
+    assert checks["gpu.memory"].level == "pass"
+    assert checks["port"].level == "pass"
+    assert all(c.fix for c in report.checks if c.level == "fail")
+
+
+def test_gpu_memory_taken_fails(vllm_profile):
+    report = run_doctor(vllm_profile, environ={}, gpu_query=one_gpu(free=10 * GiB))
+    mem = _by(report)["gpu.memory"]
+    assert mem.level == "fail" and "free" in mem.message and mem.fix
+
+
+def test_gpu_engine_without_gpu_fails_cpu_engine_skips(vllm_profile, write_profile, tiny_model):
+    assert _by(run_doctor(vllm_profile, environ={}, gpu_query=no_gpu))["gpu"].level == "fail"
+    p = write_profile(
+        f"""
+        name: cpu
+        backend: transformers
+        model: {{source: {tiny_model}}}
+        """,
+        name="cpu.yml",
+    )
+    assert _by(run_doctor(p, environ={}, gpu_query=no_gpu))["gpu"].level == "skip"
+
+
+def test_hub_id_not_cached_offline_fails(write_profile, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    p = write_profile(
+        """
+        name: hub
+        backend: vllm
+        model: {source: Org/Not-Here}
+        offline: true
+        hub: {source: modelscope}
+        """
+    )
+    report = run_doctor(p, gpu_query=no_gpu)
+    files = _by(report)["model.files"]
+    assert files.level == "fail" and "pack" in files.fix
+    # modelscope offline for vLLM needs VLLM_USE_MODELSCOPE=true, which the backend sets
+    assert _by(report)["offline.env.VLLM_USE_MODELSCOPE"].level == "pass"
+    assert not report.ok
+
+
+def test_offline_env_missing_is_a_fail(write_profile, tiny_model):
+    p = write_profile(
+        f"""
+        name: x
+        backend: xinference
+        model: {{source: {tiny_model}}}
+        offline: true
+        """
+    )
+    try:
+        report = run_doctor(p, environ={}, gpu_query=no_gpu)
+    except Exception as e:  # xinference may refuse keys; then the check is not reachable
+        pytest.skip(f"xinference profile not accepted here: {e}")
+    src = _by(report).get("offline.env.XINFERENCE_MODEL_SRC")
+    assert src is not None
+    if src.level == "fail":
+        assert "XINFERENCE_MODEL_SRC" in src.fix
+
+
+def test_port_in_use(write_profile, tiny_model):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen()
+    port = s.getsockname()[1]
+    try:
+        p = write_profile(
+            f"""
+            name: tiny
+            backend: vllm
+            model: {{source: {tiny_model}}}
+            server: {{port: {port}}}
+            """
+        )
+        check = _by(run_doctor(p, environ={}, gpu_query=no_gpu))["port"]
+        assert check.level == "fail" and str(port) in check.message and check.fix
+    finally:
+        s.close()
+
+
+def test_flags_hook_is_a_named_skip(vllm_profile):
+    from llmdeploy_cli.resolve import resolve
+
+    r = resolve(vllm_profile, {})
+    check = check_engine_flags(r.backend, r.profile, r.plan)
+    assert check.check == "engine.flags" and check.level == "skip" and "snapshot" in check.message
+
+
+def test_verify_against_hf_cache_blobs(tmp_path):
+    blobs = tmp_path / "models--o--m" / "blobs"
+    snap = tmp_path / "models--o--m" / "snapshots" / ("a" * 40)
+    blobs.mkdir(parents=True)
+    snap.mkdir(parents=True)
+    big = tmp_path / "w"
+    big.write_bytes(b"weights" * 100)
+    small = tmp_path / "c"
+    small.write_text("{}")
+    (blobs / sha256_file(big)).write_bytes(big.read_bytes())
+    (blobs / git_blob_sha1(small)).write_bytes(small.read_bytes())
+    os.symlink(blobs / sha256_file(big), snap / "model.safetensors")
+    os.symlink(blobs / git_blob_sha1(small), snap / "config.json")
+    (res,) = verify_model_files(snap)
+    assert res.level == "pass" and "2 files" in res.message
+    (blobs / sha256_file(big)).write_bytes(b"tampered")
+    (res,) = verify_model_files(snap)
+    assert res.level == "fail" and "model.safetensors" in res.message
+
+
+def test_cli_doctor_json_and_exit_code(vllm_profile, capsys):
+    code = main(["doctor", str(vllm_profile), "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["schema_version"] == 1 and doc["profile"] == "tiny"
+    levels = {c["level"] for c in doc["checks"]}
+    assert levels <= {"pass", "warn", "fail", "skip"}
+    # vllm is not installed here, so the engine check fails -> exit 3
+    if shutil.which("vllm") is None:
+        assert code == 3 and not doc["ok"]
