@@ -666,8 +666,8 @@ def test_serve_against_a_running_ollama_creates_and_preloads(standin, profile_fi
             resources:
               max_model_len: 2048
             health:
-              load_timeout: 5
-              completion_timeout: 5
+              load_timeout: 2
+              completion_timeout: 2
             """
         )
     )
