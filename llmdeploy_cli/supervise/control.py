@@ -68,6 +68,11 @@ def start_detached(
             if st is not None and st.supervisor_pid == proc.pid and st.error:
                 st_mod.remove(name)
                 raise error_from_doc(st.error)
+            if proc.returncode == 0:
+                raise LlmctlError(
+                    f"'{name}' was stopped before it was ready",
+                    hint=f"see llmctl logs {name}",
+                )
             tail = _tail_text(slog)
             raise LlmctlError(
                 f"the llmctl supervisor exited with status {proc.returncode} before the "

@@ -84,7 +84,7 @@ def diagnose(
     text = "\n".join(lines)
     found: list[Diagnosis] = []
     if OOM.search(text):
-        found.append(_oom(text, profile))
+        found.append(_oom(text, profile, backend))
     m = MODULE.search(text)
     if m:
         found.append(_module(m.group(1), profile, backend))
@@ -116,28 +116,41 @@ def diagnose(
     return found
 
 
-def _oom(text: str, profile: Profile | None) -> Diagnosis:
+def _oom(text: str, profile: Profile | None, backend: Backend | None = None) -> Diagnosis:
     r = profile.resources if profile is not None else None
+
+    def can(key: str) -> bool:  # suggest only keys this backend translates
+        return backend is None or f"resources.{key}" in backend.supports
+
     fixes = []
     util = r.gpu_memory_utilization if r is not None else None
-    if util is None:
-        fixes.append("set resources.gpu_memory_utilization: 0.80")
-    elif util > 0.3:
-        fixes.append(
-            f"lower resources.gpu_memory_utilization from {util:g} to {max(0.3, util - 0.1):.2f}"
-        )
+    if can("gpu_memory_utilization"):
+        if util is None:
+            fixes.append("set resources.gpu_memory_utilization: 0.80")
+        elif util > 0.3:
+            fixes.append(
+                f"lower resources.gpu_memory_utilization from {util:g} to "
+                f"{max(0.3, util - 0.1):.2f}"
+            )
     mml = r.max_model_len if r is not None else None
-    if mml is None:
-        fixes.append("set resources.max_model_len: 8192 (the model's full context may not fit)")
-    elif mml > 512:
-        fixes.append(f"lower resources.max_model_len from {mml} to {max(512, mml // 2)}")
+    if can("max_model_len"):
+        if mml is None:
+            fixes.append("set resources.max_model_len: 8192 (the full context may not fit)")
+        elif mml > 512:
+            fixes.append(f"lower resources.max_model_len from {mml} to {max(512, mml // 2)}")
     seqs = r.max_num_seqs if r is not None else None
-    if seqs is None:
-        fixes.append("set resources.max_num_seqs: 64")
-    elif seqs > 1:
-        fixes.append(f"lower resources.max_num_seqs from {seqs} to {max(1, seqs // 2)}")
-    if r is not None and r.tensor_parallel == 1:
+    if can("max_num_seqs"):
+        if seqs is None:
+            fixes.append("set resources.max_num_seqs: 64")
+        elif seqs > 1:
+            fixes.append(f"lower resources.max_num_seqs from {seqs} to {max(1, seqs // 2)}")
+    if r is not None and r.tensor_parallel == 1 and can("tensor_parallel"):
         fixes.append("or spread the model over more GPUs (resources.tensor_parallel: 2)")
+    if not fixes:
+        fixes.append(
+            "load a smaller model, a smaller dtype (model.dtype: bfloat16) or a quantized "
+            "one (model.quantization), or use an engine with a memory budget (vllm, sglang)"
+        )
     what = "out of GPU memory"
     if KV_TOO_SMALL.search(text):
         what += " (the KV cache does not fit the context length)"

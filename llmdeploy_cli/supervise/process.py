@@ -121,6 +121,7 @@ class Child:
     log: LogSink | None = None
     spawned_at: float = field(default_factory=time.monotonic)
     returncode: int | None = None
+    watchdog: subprocess.Popen | None = None
 
     def poll(self) -> int | None:
         """The exit status once the leader has exited (it is reaped here), else None."""
@@ -140,6 +141,11 @@ class Child:
         t0 = time.monotonic()
         stop_group(self.pgid, sig, grace_s, leader=self.pid, started=self.started, popen=self.popen)
         self.poll()
+        if self.watchdog is not None:
+            from llmdeploy_cli.supervise import watchdog
+
+            watchdog.release(self.watchdog)
+            self.watchdog = None
         if self.log is not None:
             self.log.join(1.0)
         return time.monotonic() - t0
@@ -152,11 +158,13 @@ def spawn(
     cwd: str | None = None,
     log: LogSink | None = None,
     death_signal: int | None = signal.SIGKILL,
+    watchdog_grace: float | None = None,
 ) -> Child:
     """Start argv (never through a shell) as the leader of a new session and group.
 
     Output (stdout and stderr together) goes to `log` when given, else to /dev/null.
-    `env` is the complete environment of the child.
+    `env` is the complete environment of the child. With `watchdog_grace`, a watchdog
+    process stops the whole group should this process die without stopping it.
     """
     argv = [str(a) for a in argv]
     try:
@@ -178,7 +186,12 @@ def spawn(
     if log is not None:
         log.attach(popen.stdout)
     started = start_time(popen.pid)
-    return Child(pid=popen.pid, pgid=popen.pid, started=started, popen=popen, log=log)
+    child = Child(pid=popen.pid, pgid=popen.pid, started=started, popen=popen, log=log)
+    if watchdog_grace is not None:
+        from llmdeploy_cli.supervise import watchdog
+
+        child.watchdog = watchdog.start(child.pgid, started, watchdog_grace)
+    return child
 
 
 def stop_group(
