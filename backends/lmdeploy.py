@@ -190,7 +190,7 @@ class LmdeployBackend(Backend):
         for issue in super().check(profile, version):
             issue.hint = REFUSED_HINTS.get(issue.key, issue.hint)
             issues.append(issue)
-        m, r = profile.model, profile.resources
+        m, r, s = profile.model, profile.resources, profile.server
         try:
             opts = self.Options.model_validate(profile.options)
         except Exception:  # reported by options(); nothing more to check here
@@ -266,6 +266,31 @@ class LmdeployBackend(Backend):
                     ("options", "device"),
                     f"device {opts.device} runs only on LMDeploy's PyTorch engine",
                     hint="set options.backend: pytorch",
+                )
+            )
+        policy = opts.quant_policy
+        if policy is None and r.kv_cache_dtype not in (None, "auto"):
+            try:
+                policy = _policy_value(r.kv_cache_dtype)
+            except ValueError:
+                policy = None
+        if policy in (16, 17, 42) and version_tuple(version) < (0, 14):
+            issues.append(
+                profile.issue(
+                    ("options", "quant_policy")
+                    if opts.quant_policy is not None
+                    else ("resources", "kv_cache_dtype"),
+                    f"KV cache policy {policy} (fp8, fp8_e5m2, turbo_quant) needs LMDeploy 0.14 "
+                    f"or newer (rendering for {version})",
+                    hint="use int8 or int4, or pin a newer runtime.engine_version",
+                )
+            )
+        if s.api_key_env and profile.extra_args and not profile.extra_args[0].startswith("-"):
+            issues.append(
+                profile.issue(
+                    ("extra_args",),
+                    "extra_args follow --api-keys, which takes every value up to the next "
+                    "flag: the first extra argument must be a --flag",
                 )
             )
         cmec = opts.cache_max_entry_count

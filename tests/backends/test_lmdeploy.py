@@ -228,6 +228,27 @@ def test_values_lmdeploy_rejects_are_refused(render, extra, model, key):
     assert all("backend 'lmdeploy'" in i.message for i in issues)
 
 
+@pytest.mark.parametrize(
+    "extra, key",
+    [
+        ("resources:\n  kv_cache_dtype: fp8\n", "resources.kv_cache_dtype"),
+        ("options:\n  quant_policy: turbo_quant\n", "options.quant_policy"),
+    ],
+)
+def test_fp8_kv_policies_need_0_14(render, extra, key):
+    (issue,) = issues_of(render, extra, version="0.13.0")
+    assert issue.key == key and "0.14" in issue.message
+    assert has(
+        argv_of(render("resources:\n  kv_cache_dtype: int8\n", version="0.13.0")),
+        ["--quant-policy", "8"],
+    )
+
+
+def test_extra_args_after_api_keys_must_start_with_a_flag(render):
+    (issue,) = issues_of(render, "server:\n  api_key_env: MY_KEY\nextra_args: ['x']\n")
+    assert issue.key == "extra_args" and "--api-keys" in issue.message
+
+
 def test_turbomind_accepts_a_cache_entry_count_above_one(render):
     argv = argv_of(render("options:\n  cache_max_entry_count: 2000\n"))
     assert has(argv, ["--cache-max-entry-count", "2000.0"])
