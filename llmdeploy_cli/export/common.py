@@ -249,6 +249,15 @@ def prepare(
         else:
             argv.append(str(a))
 
+    for text in [*argv, *env.values()]:
+        for s, var in sentinels.items():
+            if s in text:
+                raise ExportError(
+                    f"the profile writes ${{{var}}} (a secret) into a plain value of the "
+                    "server command; export would put the key in the manifest",
+                    hint="reference the key through server.api_key_env/hub.token_env only",
+                )
+
     actions = []
     for step in plan.steps[1:]:
         a_argv = []

@@ -117,3 +117,16 @@ def test_multinode_flags_in_the_profile_clash(capsys, write_profile, tmp_path):
     p.write_text(text)
     assert main(["export", str(p), "--to", "kubernetes", "--nodes", "2", "--json"]) == 2
     assert "nnodes" in _error(capsys)["message"]
+
+
+def test_a_secret_interpolated_into_argv_is_refused(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("LLMCTL_API_KEY", "sk-abcdefgh")
+    p = tmp_path / "leak.yml"
+    p.write_text(
+        "name: leak\nbackend: vllm\nmodel: {source: a/b}\n"
+        "server: {api_key_env: LLMCTL_API_KEY}\n"
+        'extra_args: ["--api-key", "${LLMCTL_API_KEY}"]\n'
+    )
+    assert main(["export", str(p), "--to", "kubernetes", "--json"]) == 2
+    out = capsys.readouterr().out
+    assert "a secret" in json.loads(out)["error"]["message"] and "sk-abcdefgh" not in out
