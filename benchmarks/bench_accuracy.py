@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -74,11 +75,17 @@ def main(argv=None) -> int:
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
     args = ap.parse_args(argv)
 
-    report = {"python": sys.version.split()[0], "args": vars(args), "runs": []}
+    report = {
+        "python": sys.version.split()[0],
+        "cpus": os.cpu_count(),
+        "args": vars(args),
+        "runs": [],
+    }
     with standin("--ttft-ms", str(args.ttft_ms), "--itl-ms", str(args.itl_ms)) as (url, _):
         for c in args.concurrency:
             n = max(args.requests, c * 2)
             wl = random_workload(n, 16, args.tokens, seed=c)
+            load = [round(x, 2) for x in os.getloadavg()]
             t = time.monotonic()
             run = run_bench(
                 BenchConfig(url, "standin", wl, concurrency=c, num_prompts=n, warmup=min(c, 8))
@@ -87,6 +94,7 @@ def main(argv=None) -> int:
             report["runs"].append(
                 {
                     "concurrency": c,
+                    "load_avg_1_5_15": load,
                     "requests": n,
                     "completed": res["completed"],
                     "wall_s": round(time.monotonic() - t, 2),

@@ -12,6 +12,7 @@ bad_stream, empty_answer, interrupted, ...) so a report can count them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from typing import TYPE_CHECKING
@@ -83,6 +84,25 @@ def _delta_kinds(delta: dict) -> tuple[set[str], str]:
     return kinds, text
 
 
+async def _sse_lines(resp):
+    """(arrival time, line) for each line of an SSE stream.
+
+    The time is taken when the bytes that complete the line arrive, before any parsing, so
+    events that came in one read share one time and parsing never delays a stamp.
+    """
+    buf = b""
+    async for raw in resp.aiter_bytes():
+        t = now()
+        buf += raw
+        if b"\n" not in raw:
+            continue
+        *lines, buf = buf.split(b"\n")
+        for line in lines:
+            yield t, line.rstrip(b"\r").decode("utf-8", "replace")
+    if buf.strip():
+        yield now(), buf.rstrip(b"\r").decode("utf-8", "replace")
+
+
 def _error_message(status: int, body: bytes) -> str:
     try:
         data = json.loads(body)
@@ -119,44 +139,44 @@ async def send(
                 rec.done = now()
                 return rec
             usage = None
-            async for line in resp.aiter_lines():
-                t = now()
-                if not line.startswith("data:"):
-                    continue
-                payload = line[5:].strip()
-                if payload == "[DONE]":
-                    break
-                try:
-                    data = json.loads(payload)
-                except ValueError:
-                    rec.error_class, rec.error = "bad_stream", f"not JSON: {payload[:200]}"
-                    rec.done = now()
-                    return rec
-                if not isinstance(data, dict):
-                    continue
-                choices = data.get("choices")
-                if choices:
-                    if rec.first_chunk is None:
-                        rec.first_chunk = t
-                    rec.last_choice = t
-                    choice = choices[0] or {}
-                    kinds, text = _delta_kinds(choice.get("delta") or {})
-                    if kinds:
-                        if rec.first_content is None:
-                            rec.first_content = t
-                        rec.content_times.append(t)
-                        rec.kinds |= kinds
-                        rec.text += text
-                    if choice.get("finish_reason"):
-                        rec.finish_reason = choice["finish_reason"]
-                elif data.get("error") and rec.first_content is None:
-                    err = data["error"]
-                    rec.error_class = "stream_error"
-                    rec.error = str(err.get("message") if isinstance(err, dict) else err)[:300]
-                    rec.done = now()
-                    return rec
-                if data.get("usage"):
-                    usage = data["usage"]
+            async with contextlib.aclosing(_sse_lines(resp)) as stream:
+                async for t, line in stream:
+                    if not line.startswith("data:"):
+                        continue
+                    payload = line[5:].strip()
+                    if payload == "[DONE]":
+                        break
+                    try:
+                        data = json.loads(payload)
+                    except ValueError:
+                        rec.error_class, rec.error = "bad_stream", f"not JSON: {payload[:200]}"
+                        rec.done = now()
+                        return rec
+                    if not isinstance(data, dict):
+                        continue
+                    choices = data.get("choices")
+                    if choices:
+                        if rec.first_chunk is None:
+                            rec.first_chunk = t
+                        rec.last_choice = t
+                        choice = choices[0] or {}
+                        kinds, text = _delta_kinds(choice.get("delta") or {})
+                        if kinds:
+                            if rec.first_content is None:
+                                rec.first_content = t
+                            rec.content_times.append(t)
+                            rec.kinds |= kinds
+                            rec.text += text
+                        if choice.get("finish_reason"):
+                            rec.finish_reason = choice["finish_reason"]
+                    elif data.get("error"):
+                        err = data["error"]
+                        rec.error_class = "stream_error"
+                        rec.error = str(err.get("message") if isinstance(err, dict) else err)[:300]
+                        rec.done = now()
+                        return rec
+                    if data.get("usage"):
+                        usage = data["usage"]
             rec.done = now()
     except asyncio.CancelledError:
         rec.error_class, rec.error = "interrupted", "stopped before the answer ended"
