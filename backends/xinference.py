@@ -451,6 +451,7 @@ class XinferenceBackend(Backend):
         or a second `serve` against the same server).
         """
         import time
+        from urllib.parse import quote
 
         import httpx
 
@@ -475,7 +476,7 @@ class XinferenceBackend(Backend):
         deadline = time.monotonic() + wait
         try:
             while True:
-                r = client.get(f"{root}/v1/models/{ep.model}", headers=headers)
+                r = client.get(f"{root}/v1/models/{quote(ep.model, safe='')}", headers=headers)
                 if r.status_code == 200:
                     report(f"launch: model uid '{ep.model}' is already running", None)
                     return
