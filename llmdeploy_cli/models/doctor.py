@@ -133,8 +133,11 @@ def check_model(profile: Profile) -> tuple[Path | None, list[Problem]]:
             ]
         local = found
     problems = model_dir_problems(local, need_gguf=need_gguf)
+    if profile.model.tokenizer:  # the tokenizer comes from elsewhere
+        problems = [p for p in problems if p.check != "model.tokenizer"]
     if problems:
         return local, problems
+    extra = _remote_code(profile, local)
     try:
         info = inspect_model(local)
         params = f"{info.params:,} params" if info.params else "params unknown"
@@ -142,7 +145,31 @@ def check_model(profile: Profile) -> tuple[Path | None, list[Problem]]:
         data = {k: v for k, v in info.as_dict().items() if k not in ("files",) and v is not None}
     except OSError:
         what, data = "complete", {}
-    return local, [Problem("model.files", "pass", f"{local}: complete ({what})", data=data)]
+    return local, [Problem("model.files", "pass", f"{local}: complete ({what})", data=data), *extra]
+
+
+def _remote_code(profile: Profile, local: Path) -> list[Problem]:
+    """A config whose classes live in the repository's own Python files needs
+    trust_remote_code."""
+    cfg_path = local / "config.json" if local.is_dir() else None
+    if cfg_path is None or not cfg_path.is_file():
+        return []
+    try:
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if isinstance(cfg, dict) and cfg.get("auto_map") and not profile.model.trust_remote_code:
+        return [
+            Problem(
+                "model.remote_code",
+                "warn",
+                "config.json maps its classes to the repository's own code (auto_map), and "
+                "model.trust_remote_code is false",
+                fix="set model.trust_remote_code: true if the engine has no built-in support "
+                "for this architecture (read the code first)",
+            )
+        ]
+    return []
 
 
 # -- offline variables ---------------------------------------------------------------------

@@ -93,6 +93,7 @@ class ModelInfo:
     vocab_size: int | None = None
     quantization: str | None = None
     base_model: str | None = None  # LoRA adapters
+    lm_head_bytes: int | None = None  # stored lm_head.weight bytes (tied models load none)
     files: list[dict] = field(default_factory=list)  # {"name", "size"}
     config: dict = field(default_factory=dict, repr=False)
 
@@ -136,6 +137,7 @@ class TensorStats:
     params: int = 0
     data_bytes: int = 0
     by_dtype: dict[str, int] = field(default_factory=dict)  # dtype -> bytes
+    lm_head_bytes: int = 0  # a stored lm_head.weight (engines skip it when embeddings are tied)
 
 
 def safetensors_stats(path: str | Path) -> tuple[TensorStats, int]:
@@ -155,6 +157,8 @@ def safetensors_stats(path: str | Path) -> tuple[TensorStats, int]:
         st.params += count
         st.data_bytes += hi - lo
         st.by_dtype[t.get("dtype", "?")] = st.by_dtype.get(t.get("dtype", "?"), 0) + hi - lo
+        if name.endswith("lm_head.weight"):
+            st.lm_head_bytes += hi - lo
         end = max(end, hi)
     return st, 8 + n + end
 
@@ -600,12 +604,14 @@ def _fill_from_safetensors(path: Path, info: ModelInfo) -> None:
             continue
         total.params += st.params
         total.data_bytes += st.data_bytes
+        total.lm_head_bytes += st.lm_head_bytes
         for k, v in st.by_dtype.items():
             total.by_dtype[k] = total.by_dtype.get(k, 0) + v
     if complete and names:
         info.params = total.params
         info.params_source = "safetensors-headers"
         info.weight_bytes = total.data_bytes
+        info.lm_head_bytes = total.lm_head_bytes or None
         if total.by_dtype:
             top = max(total.by_dtype, key=lambda k: total.by_dtype[k])
             info.dtype = ST_DTYPE_NAMES.get(top, top.lower())

@@ -525,6 +525,7 @@ def inputs_for(profile: Profile, model_dir: Path | None = None) -> PlanInputs:
         find_local,
         inspect_model,
         read_gguf_meta,
+        text_config,
     )
 
     src = model_dir or find_local(profile.model.source, profile)
@@ -558,6 +559,10 @@ def inputs_for(profile: Profile, model_dir: Path | None = None) -> PlanInputs:
                 else f"{info.format} file sizes"
             )
             params = info.params
+            tied = text_config(cfg).get("tie_word_embeddings", cfg.get("tie_word_embeddings"))
+            if tied and info.lm_head_bytes:  # stored, but engines reuse the embeddings
+                weights -= info.lm_head_bytes
+                wsource += " less the tied lm_head"
     r = profile.resources
     opts = profile.options or {}
     return PlanInputs(

@@ -178,3 +178,22 @@ def test_cli_doctor_json_and_exit_code(vllm_profile, capsys):
     # vllm is not installed here, so the engine check fails -> exit 3
     if shutil.which("vllm") is None:
         assert code == 3 and not doc["ok"]
+
+
+def test_tokenizer_from_elsewhere_and_remote_code_warning(write_profile, tiny_model, tmp_path):
+    d = tmp_path / "m"
+    shutil.copytree(tiny_model, d)
+    (d / "tokenizer.json").unlink()
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["auto_map"] = {"AutoModelForCausalLM": "modeling_x.XForCausalLM"}
+    (d / "config.json").write_text(json.dumps(cfg))
+    p = write_profile(
+        f"""
+        name: t
+        backend: vllm
+        model: {{source: {d}, tokenizer: {tiny_model}}}
+        """
+    )
+    checks = _by(run_doctor(p, environ={}, gpu_query=no_gpu))
+    assert checks["model.files"].level == "pass"
+    assert checks["model.remote_code"].level == "warn"

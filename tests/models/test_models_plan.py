@@ -152,3 +152,33 @@ def test_parse_size(text, value):
 def test_parse_size_rejects():
     with pytest.raises(UsageError):
         parse_size("lots")
+
+
+def test_tied_lm_head_stored_in_files_is_not_counted(write_profile, tmp_path):
+    import struct
+
+    from llmdeploy_cli.models.plan import plan_for
+    from llmdeploy_cli.profile import load_profile
+
+    d = tmp_path / "tied"
+    d.mkdir()
+    cfg = {
+        "architectures": ["LlamaForCausalLM"],
+        "hidden_size": 8,
+        "num_attention_heads": 2,
+        "num_hidden_layers": 1,
+        "vocab_size": 16,
+        "tie_word_embeddings": True,
+        "torch_dtype": "bfloat16",
+    }
+    (d / "config.json").write_text(json.dumps(cfg))
+    (d / "tokenizer.json").write_text("{}")
+    header = {
+        "model.embed_tokens.weight": {"dtype": "BF16", "shape": [16, 8], "data_offsets": [0, 256]},
+        "lm_head.weight": {"dtype": "BF16", "shape": [16, 8], "data_offsets": [256, 512]},
+    }
+    raw = json.dumps(header).encode()
+    (d / "model.safetensors").write_bytes(struct.pack("<Q", len(raw)) + raw + b"\0" * 512)
+    p = write_profile(f"name: t\nbackend: vllm\nmodel: {{source: {d}}}\n")
+    plan = plan_for(load_profile(p), 24 * GiB)
+    assert plan.weights_bytes == 256 and "tied" in plan.weights_source
