@@ -192,7 +192,12 @@ def prepare(
         raise ProfileError([e.issue(first)]) from None
 
     # Secrets: the variables the profile names get sentinels, so we can trace them.
-    sources = [v for v in (first.server.api_key_env, first.hub.token_env) if v]
+    if not first.server.managed:
+        raise ExportError(
+            "server.managed is false: someone else runs this server, so there is nothing to deploy",
+            hint="export the profile of the machine that runs the engine",
+        )
+    sources = list(dict.fromkeys(v for v in (first.server.api_key_env, first.hub.token_env) if v))
     sentinels = {_SENTINEL.format(i): v for i, v in enumerate(sources)}
     render_env = dict(environ)
     for s, var in sentinels.items():
@@ -210,11 +215,6 @@ def prepare(
     server = plan.server
     if server.kind != "server":
         raise ExportError(f"backend '{backend.name}' plan has no server step to export")
-    if not profile.server.managed:
-        raise ExportError(
-            "server.managed is false: someone else runs this server, so there is nothing to deploy",
-            hint="export the profile of the machine that runs the engine",
-        )
 
     secret_values: set[str] = set()
     secret_env: list[SecretRef] = []
@@ -242,9 +242,10 @@ def prepare(
                 secret_values.add(str(a))
             argv.append(f"$({var})")
             notes.append(
-                f"backend '{backend.name}' takes a secret only as a flag: argv carries $({var}), "
-                "which Kubernetes expands from the Secret-backed env var (systemd: ${"
-                f"{var}" + "}); it is still visible in the process list inside the container"
+                f"backend '{backend.name}' takes the key only as a flag: argv references it "
+                f"($({var}) in Kubernetes, ${{{var}}} in compose and systemd), filled in when "
+                "the server starts; no file holds it, but it is in the engine's command line "
+                "(visible in the process list where the engine runs)"
             )
         else:
             argv.append(str(a))
