@@ -4,8 +4,8 @@ An export never invents a command line. It renders the profile through the same 
 `llmctl render` uses, with exactly one honest change: the bind host becomes 0.0.0.0 (a
 server bound to loopback inside a pod or container cannot be reached), and `port: auto`
 becomes the backend's default port (a manifest needs a fixed port). Both changes are
-reported in the notes, and `effective_profile()` is the profile that was rendered, so a
-test (or a user) can run `llmctl render` on it and compare argv for argv.
+reported in the notes, and `Prepared.effective` is the profile data that was rendered, so
+a test (or a user) can run `llmctl render` on it and compare argv for argv.
 
 Secrets: the profile names environment variables (server.api_key_env, hub.token_env,
 secret-looking keys under env:). Export renders with a sentinel in place of each such
