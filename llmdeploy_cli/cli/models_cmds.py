@@ -83,7 +83,7 @@ def plan(
     mp = plan_for(r.profile, mem, gpus, engine_version=r.plan.engine_version)
     if json_:
         emit_json({"name": r.profile.name, "gpu_mem_source": source, **mp.as_dict()})
-        return 0
+        return 0 if mp.fits else int(ExitCode.PREFLIGHT)
     for w in mp.warnings:
         warn(w)
     tp = mp.tensor_parallel
@@ -108,14 +108,21 @@ def plan(
     return 0 if mp.fits else int(ExitCode.PREFLIGHT)
 
 
-def pull(file: ProfileArg, json_: JsonOpt = False) -> int:
+def pull(
+    file: ProfileArg,
+    config_only: Annotated[
+        bool,
+        typer.Option("--config-only", help="Only config.json and the index: enough for plan."),
+    ] = False,
+    json_: JsonOpt = False,
+) -> int:
     """Download the profile's model (Hugging Face, honouring HF_ENDPOINT / hub.endpoint, or
     ModelScope when hub.source says so). Resumes an interrupted download."""
     from llmdeploy_cli.models.transfer import pull_model
     from llmdeploy_cli.profile import load_profile
 
     profile = load_profile(file)
-    path = pull_model(profile, progress=info)
+    path = pull_model(profile, progress=info, config_only=config_only)
     if json_:
         emit_json({"name": profile.name, "source": profile.model.source, "path": str(path)})
     else:

@@ -43,8 +43,17 @@ def _quiet(_: str) -> None:
 # -- pull ----------------------------------------------------------------------------------
 
 
-def pull_model(profile: Profile, *, progress: Progress = _quiet, environ=None) -> Path:
-    """Download the profile's hub model into the hub cache (resumable) and return its folder."""
+CONFIG_FILES = ["config.json", "*.index.json", "generation_config.json"]
+
+
+def pull_model(
+    profile: Profile, *, progress: Progress = _quiet, environ=None, config_only: bool = False
+) -> Path:
+    """Download the profile's hub model into the hub cache (resumable) and return its folder.
+
+    `offline: true` describes the machine that serves the model; pull is the explicit,
+    online step of the air-gapped workflow, so it downloads anyway (saying so).
+    `config_only` fetches config.json and the weight index: enough for `llmctl plan`."""
     environ = os.environ if environ is None else environ
     source = profile.model.source
     if profile.model_path() is not None:
@@ -58,18 +67,15 @@ def pull_model(profile: Profile, *, progress: Progress = _quiet, environ=None) -
             hint="copy ~/.ollama/models (or OLLAMA_MODELS) to move them to another machine",
         )
     if profile.offline:
-        raise PreflightError(
-            "the profile says offline: true, so pull will not download",
-            hint="run pull on a machine with network (a copy of the profile with offline: "
-            "false), then llmctl pack / unpack",
-        )
+        progress("offline: true applies to the engine; pull downloads now, as asked")
     token = environ.get(profile.hub.token_env) if profile.hub.token_env else None
+    patterns = CONFIG_FILES if config_only else None
     if profile.hub.source == "modelscope":
-        return _pull_modelscope(profile, token, progress)
-    return _pull_hf(profile, token, progress, environ)
+        return _pull_modelscope(profile, token, progress, patterns)
+    return _pull_hf(profile, token, progress, environ, patterns)
 
 
-def _pull_hf(profile: Profile, token, progress: Progress, environ) -> Path:
+def _pull_hf(profile: Profile, token, progress: Progress, environ, patterns) -> Path:
     try:
         from huggingface_hub import snapshot_download
     except ImportError:
@@ -95,6 +101,7 @@ def _pull_hf(profile: Profile, token, progress: Progress, environ) -> Path:
             cache_dir=cache_dir,
             token=token,
             endpoint=endpoint,
+            allow_patterns=patterns,
         )
     except Exception as e:  # noqa: BLE001 - every hub/network failure becomes one clear error
         raise _download_error(e, profile.model.source) from None
@@ -127,7 +134,7 @@ def _download_error(e: Exception, source: str) -> LlmctlError:
     return LlmctlError(f"download of {source} failed: {type(e).__name__}: {text}")
 
 
-def _pull_modelscope(profile: Profile, token, progress: Progress) -> Path:
+def _pull_modelscope(profile: Profile, token, progress: Progress, patterns) -> Path:
     try:
         from modelscope import snapshot_download  # type: ignore[import-not-found]
     except ImportError:
@@ -141,6 +148,8 @@ def _pull_modelscope(profile: Profile, token, progress: Progress) -> Path:
         kwargs["cache_dir"] = os.path.expanduser(profile.hub.cache_dir)
     if profile.model.revision:
         kwargs["revision"] = profile.model.revision
+    if patterns:
+        kwargs["allow_patterns"] = patterns
     try:
         path = snapshot_download(profile.model.source, **kwargs)
     except Exception as e:  # noqa: BLE001

@@ -182,3 +182,24 @@ def test_tied_lm_head_stored_in_files_is_not_counted(write_profile, tmp_path):
     p = write_profile(f"name: t\nbackend: vllm\nmodel: {{source: {d}}}\n")
     plan = plan_for(load_profile(p), 24 * GiB)
     assert plan.weights_bytes == 256 and "tied" in plan.weights_source
+
+
+def test_cli_plan_text_and_json(write_profile, tiny_model, capsys):
+    from llmdeploy_cli.cli.app import main
+
+    p = write_profile(
+        f"""
+        name: tiny
+        backend: vllm
+        model: {{source: {tiny_model}}}
+        resources: {{max_model_len: 512, gpu_memory_utilization: 0.5}}
+        """
+    )
+    assert main(["plan", str(p), "--gpu-mem", "24GiB"]) == 0
+    text = capsys.readouterr().out
+    assert "KV cache" in text and "gpu_memory_utilization 0.5" in text
+    assert main(["plan", str(p), "--gpu-mem", "24GiB", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["schema_version"] == 1 and doc["kv_cache_tokens"] > 512
+    assert doc["weights_source"] == "safetensors headers"
+    assert main(["plan", str(p), "--gpu-mem", "lots", "--json"]) == 2

@@ -116,12 +116,20 @@ def test_cli_pack_unpack(profile_file, tmp_path, capsys):
     assert doc["verified"] and doc["schema_version"] == 1
 
 
-def test_pull_refuses_local_and_offline(profile_file, write_profile):
+def test_pull_refuses_local_path_and_ollama(profile_file, write_profile):
     with pytest.raises(UsageError, match="local path"):
         pull_model(load_profile(profile_file))
-    p = write_profile("name: o\nbackend: vllm\nmodel: {source: Org/M}\noffline: true\n", "o.yml")
-    with pytest.raises(PreflightError, match="offline"):
+    p = write_profile("name: o\nbackend: ollama\nmodel: {source: 'qwen2.5:0.5b'}\n", "o.yml")
+    with pytest.raises(UsageError, match="Ollama"):
         pull_model(load_profile(p))
+
+
+def test_pull_with_hf_hub_offline_in_the_shell(write_profile):
+    p = write_profile("name: o\nbackend: vllm\nmodel: {source: Org/M}\noffline: true\n", "o.yml")
+    notes = []
+    with pytest.raises(PreflightError, match="HF_HUB_OFFLINE"):
+        pull_model(load_profile(p), progress=notes.append, environ={"HF_HUB_OFFLINE": "1"})
+    assert any("offline: true applies to the engine" in n for n in notes)
 
 
 def test_pull_download_itself(write_profile):
@@ -130,3 +138,58 @@ def test_pull_download_itself(write_profile):
         "pull_model hands the hub id, revision, token, cache dir and HF_ENDPOINT mirror to "
         "huggingface_hub.snapshot_download, which resumes interrupted downloads"
     )
+
+
+def test_pull_hands_the_profile_to_snapshot_download(write_profile, monkeypatch, tmp_path):
+    """What pull asks huggingface_hub for (the download itself cannot run here)."""
+    import huggingface_hub
+
+    seen = {}
+
+    def fake(repo_id, **kw):
+        seen.update(kw, repo_id=repo_id)
+        return str(tmp_path / "snap")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake)
+    monkeypatch.setenv("MY_TOKEN", "hf_secret")
+    p = write_profile(
+        f"""
+        name: o
+        backend: vllm
+        model: {{source: Org/M, revision: v2}}
+        hub: {{endpoint: http://mirror.invalid, token_env: MY_TOKEN, cache_dir: {tmp_path}}}
+        """
+    )
+    path = pull_model(load_profile(p), config_only=True)
+    assert path == tmp_path / "snap"
+    assert seen["repo_id"] == "Org/M" and seen["revision"] == "v2"
+    assert seen["endpoint"] == "http://mirror.invalid" and seen["token"] == "hf_secret"
+    assert seen["cache_dir"] == str(tmp_path / "hub")
+    assert "config.json" in seen["allow_patterns"]
+
+
+def test_pull_without_the_package_says_what_to_install(write_profile, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)
+    monkeypatch.setitem(sys.modules, "modelscope", None)
+    p = write_profile("name: o\nbackend: vllm\nmodel: {source: Org/M}\n")
+    with pytest.raises(LlmctlError, match="huggingface_hub is not installed"):
+        pull_model(load_profile(p), environ={})
+    p = write_profile("name: o\nbackend: vllm\nmodel: {source: Org/M}\nhub: {source: modelscope}\n")
+    with pytest.raises(LlmctlError, match="modelscope"):
+        pull_model(load_profile(p), environ={})
+
+
+def test_pull_network_failure_is_unreachable(write_profile, monkeypatch):
+    import huggingface_hub
+
+    from llmdeploy_cli.errors import UnreachableError
+
+    def fail(repo_id, **kw):
+        raise ConnectionError("no route to host")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fail)
+    p = write_profile("name: o\nbackend: vllm\nmodel: {source: Org/M}\n")
+    with pytest.raises(UnreachableError, match="cannot reach"):
+        pull_model(load_profile(p), environ={})
