@@ -15,7 +15,7 @@ the accuracy against published vLLM startup logs):
                    activations  max_num_batched_tokens x (3 x intermediate / tp + 3 x hidden)
                                 x activation bytes; or the sampler's max_num_seqs x vocab x 8
                                 bytes, whichever is larger
-                   CUDA graphs  1 GiB unless enforce_eager (counted from vLLM 0.21, which
+                   CUDA graphs  0.5 GiB unless enforce_eager (counted from vLLM 0.21, which
                                 profiles it; older versions took it outside the budget)
     vLLM         kv = gpu_memory_utilization (default 0.92) x total - weights/tp - reserve;
                  tokens rounded down to whole blocks of 16
@@ -73,7 +73,7 @@ SGLANG_DEFAULT_FRACTION = 0.88
 
 RUNTIME_RESERVE = 0.5 * GiB
 TP_RESERVE = 1.75 * GiB
-CUDA_GRAPH_RESERVE = 1.0 * GiB
+CUDA_GRAPH_RESERVE = 0.5 * GiB  # logged estimates: 0.17, 0.36, 0.58 GiB
 
 
 # -- sizes ---------------------------------------------------------------------------------
