@@ -222,6 +222,11 @@ def _endpoint(file, url, model, api_key_env):
     if file is not None:
         from llmdeploy_cli.resolve import resolve
 
+        if _auto_port(file):
+            raise UsageError(
+                f"{file} has `server.port: auto`, so only the running server knows its port",
+                hint="pass --url http://HOST:PORT/v1 (llmctl status shows it)",
+            )
         r = resolve(file)
         ep = r.plan.endpoint
         if ep.task != "chat":
@@ -248,6 +253,12 @@ def _endpoint(file, url, model, api_key_env):
     if api_key_env and not key:
         raise UsageError(f"the API key variable {api_key_env} is not set")
     return url.rstrip("/"), model, key, None
+
+
+def _auto_port(file: Path) -> bool:
+    from llmdeploy_cli.profile import load_profile
+
+    return load_profile(file).server.port == "auto"
 
 
 def _local_dir(profile, source: str | None) -> Path | None:

@@ -175,3 +175,63 @@ def test_ctrl_c_writes_what_was_measured(tmp_path):
     assert doc["llmctl"]["interrupted"] is True
     assert doc["completed"] > 0 and doc["failed"] == 0
     assert "Serving Benchmark Result" in stdout
+
+
+def test_profile_file_gives_url_model_and_api_key(write_profile, monkeypatch, capsys):
+    monkeypatch.setenv("BENCH_KEY", "s3cret")
+    with standin("--api-key", "s3cret", "--ttft-ms", "5", "--itl-ms", "1") as (url, _):
+        port = url.split(":")[2].split("/")[0]
+        profile = write_profile(
+            f"""
+            name: standin
+            backend: vllm
+            model:
+              source: ./no-such-model-dir
+            server:
+              port: {port}
+              api_key_env: BENCH_KEY
+            """
+        )
+        code = main(["bench", str(profile), "-n", "2", "--output-len", "3", "--json"])
+        assert code == 0, capsys.readouterr().err
+        doc = json.loads(capsys.readouterr().out)
+        assert doc["completed"] == 2 and doc["model_id"] == "standin"
+        monkeypatch.setenv("BENCH_KEY", "wrong")
+        assert main(["bench", str(profile), "-n", "2"]) == 1
+        assert "refused the request (401)" in capsys.readouterr().err
+    assert "s3cret" not in json.dumps(doc)
+
+
+def test_profile_with_auto_port_asks_for_url(write_profile, capsys):
+    profile = write_profile(
+        """
+        name: x
+        backend: transformers
+        model:
+          source: ./m
+        server:
+          port: auto
+        """
+    )
+    assert main(["bench", str(profile), "-n", "1"]) == 2
+    assert "--url" in capsys.readouterr().err
+
+
+def test_reasoning_chunks_count_for_ttft():
+    with standin("--reasoning", "3", "--ttft-ms", "15", "--itl-ms", "2") as (url, _):
+        run = run_bench(
+            BenchConfig(url, "standin", random_workload(2, 4, 6), concurrency=1, num_prompts=2)
+        )
+    assert run.result["completed"] == 2
+    assert run.result["llmctl"]["seen"] == {"reasoning": 2, "content": 2}
+    for r in run.records:
+        assert len(r.content_times) == 6 and r.ttft >= 0.015
+
+
+def test_duration_closed_loop_stops_on_time():
+    with standin("--ttft-ms", "5", "--itl-ms", "1") as (url, _):
+        run = run_bench(
+            BenchConfig(url, "standin", random_workload(4, 4, 3), concurrency=2, duration=0.6)
+        )
+    assert run.result["completed"] >= 4 and run.result["failed"] == 0
+    assert max(r.slot for r in run.records) - min(r.slot for r in run.records) < 0.6

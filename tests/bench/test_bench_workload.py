@@ -77,3 +77,15 @@ def test_request_body_forces_length_and_asks_for_usage():
     assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
     assert body["max_tokens"] == 5 and body["min_tokens"] == 5 and body["ignore_eos"] is True
     assert "ignore_eos" not in request_body("m", p, force_output_len=False)
+
+
+def test_what_counts_as_a_token_chunk():
+    from llmdeploy_cli.bench.client import _delta_kinds
+
+    assert _delta_kinds({"role": "assistant", "content": ""}) == (set(), "")
+    assert _delta_kinds({"role": "assistant"}) == (set(), "")
+    assert _delta_kinds({"content": "hi"}) == ({"content"}, "hi")
+    assert _delta_kinds({"reasoning_content": "hm"})[0] == {"reasoning"}
+    assert _delta_kinds({"reasoning": "hm"})[0] == {"reasoning"}
+    call = {"tool_calls": [{"index": 0, "function": {"name": "f", "arguments": "{}"}}]}
+    assert _delta_kinds(call) == ({"tool_calls"}, "f{}")

@@ -13,7 +13,8 @@ every chunk carries `"llmctl_stamp"`, and GET /stamps returns, per `x-request-id
 Fault injection: `--model` (404 for any other name), `--fail-every K --fail-status S`
 (every K-th chat request answered S), `--die-after N` (the process exits halfway through
 the N-th request's stream), `--strict` (400 for ignore_eos/min_tokens, like a server
-that does not know vLLM's extensions).
+that does not know vLLM's extensions), `--api-key K` (401 without it), `--reasoning N`
+(the first N tokens come as `reasoning_content`, like a reasoning model).
 
 Run: `python tests/standins/timed_server.py --port 0 --ttft-ms 50 --itl-ms 10`; it prints
 `READY <port>` on stdout once it listens. `standin(...)` does that from a test.
@@ -63,7 +64,9 @@ class Server:
 
     async def json_reply(self, writer, status: int, data) -> None:
         payload = json.dumps(data).encode()
-        reason = {200: "OK", 400: "Bad Request", 404: "Not Found"}.get(status, "Error")
+        reason = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found"}.get(
+            status, "Error"
+        )
         writer.write(
             f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(payload)}\r\n\r\n".encode()
@@ -74,6 +77,8 @@ class Server:
     async def route(self, method, path, headers, body, received, writer) -> None:
         if method == "GET" and path == "/health":
             return await self.json_reply(writer, 200, {"status": "ok"})
+        if self.a.api_key and headers.get("authorization") != f"Bearer {self.a.api_key}":
+            return await self.json_reply(writer, 401, {"error": {"message": "bad api key"}})
         if method == "GET" and path == "/v1/models":
             return await self.json_reply(
                 writer, 200, {"object": "list", "data": [{"id": self.a.model, "object": "model"}]}
@@ -139,7 +144,8 @@ class Server:
             if self.a.die_after and number == self.a.die_after and k >= tokens // 2:
                 os._exit(3)
             last = k == tokens - 1
-            choice = {"index": 0, "delta": {"content": f" w{k}"}, "finish_reason": None}
+            field = "reasoning_content" if k < self.a.reasoning else "content"
+            choice = {"index": 0, "delta": {field: f" w{k}"}, "finish_reason": None}
             if last:
                 choice["finish_reason"] = "length"
             st["chunks"].append(await event({**base, "choices": [choice]}))
@@ -172,6 +178,8 @@ def parse(argv=None):
     p.add_argument("--fail-status", type=int, default=500)
     p.add_argument("--die-after", type=int, default=0)
     p.add_argument("--strict", action="store_true")
+    p.add_argument("--api-key", default=None, help="401 unless 'Authorization: Bearer KEY'")
+    p.add_argument("--reasoning", type=int, default=0, help="first N tokens as reasoning")
     return p.parse_args(argv)
 
 
