@@ -150,7 +150,9 @@ class ServeSession:
             **self.backend.extra_env_for_serve(self.profile, str(state_dir())),
         }
         self.log.note(f"start: {cmd.display()}")
-        child = spawn(cmd.argv, env, cwd=cmd.cwd, log=self.log)
+        child = spawn(
+            cmd.argv, env, cwd=cmd.cwd, log=self.log, watchdog_grace=self.stop_plan.grace_s
+        )
         self._child = child
         self.state.engine_pid = child.pid
         self.state.engine_started = child.started
