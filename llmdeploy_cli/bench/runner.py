@@ -162,7 +162,7 @@ class _Run:
         ids = await self._list_models()
         if ids is None:
             raise LlmctlError(
-                f"no --model given and {self.cfg.base_url}/models lists none",
+                f"no --model given, and {self.cfg.base_url}/models gave no model list",
                 hint="pass --model NAME (the exact name requests must carry)",
             )
         if not ids:

@@ -229,3 +229,35 @@ def test_schedule_is_seeded_and_inf_rate_is_a_burst():
     assert schedule(0, 1.0) == []
     with pytest.raises(ValueError):
         next(arrivals(0.0))
+
+
+latency = st.floats(min_value=0.001, max_value=5.0)
+
+
+@given(
+    st.lists(st.tuples(latency, st.lists(latency, min_size=1, max_size=6)), min_size=1,
+             max_size=8),
+    st.lists(st.sampled_from(["http_500", "connect", "disconnected", "timeout"]), max_size=5),
+)  # fmt: skip
+@settings(max_examples=60, deadline=None)
+def test_failures_never_change_latencies(oks, failures):
+    good = []
+    for i, (ttft, gaps) in enumerate(oks):
+        times = [ttft]
+        for g in gaps:
+            times.append(times[-1] + g)
+        good.append(rec(i, first_chunk=ttft / 2, content=tuple(times), out=len(times)))
+    bad = [
+        RequestRecord(100 + i, sent=0.1, error_class=c, error="x") for i, c in enumerate(failures)
+    ]
+    base, _ = compute(good, 10.0)
+    mixed, extra = compute(good + bad, 10.0)
+    for k, v in base.items():
+        if k.endswith("_ms") or k in ("completed", "total_output_tokens"):
+            assert mixed[k] == v, k
+    assert mixed["failed"] == len(failures)
+    assert sum(extra["failures"].values()) == len(failures)
+    # TPOT equals the mean gap of each request when every chunk is one token
+    for r in good:
+        if r.tpot is not None:
+            assert r.tpot == pytest.approx(sum(r.itls) / len(r.itls))
