@@ -77,16 +77,31 @@ def run_doctor(
     report = DoctorReport(profile.name, profile.backend)
     add = report.checks.extend
 
-    model_dir, model_checks = check_model(profile)
+    model_dir, model_checks = _guard("model.files", lambda: check_model(profile), (None, []))
     add(model_checks)
-    add(check_offline(profile, plan, environ))
-    add(check_engine(backend, profile))
+    add(_guard("offline.env", lambda: check_offline(profile, plan, environ)))
+    add(_guard("engine.installed", lambda: check_engine(backend, profile)))
     add([check_engine_flags(backend, profile, plan)])
-    add(check_gpu(profile, model_dir, plan, gpu_query))
-    add([check_port(profile, plan)])
+    add(_guard("gpu", lambda: check_gpu(profile, model_dir, plan, gpu_query)))
+    add(_guard("port", lambda: [check_port(profile, plan)]))
     if verify:
-        add(verify_model_files(model_dir))
+        add(_guard("verify", lambda: verify_model_files(model_dir)))
     return report
+
+
+def _guard(name: str, fn, empty=None):
+    """Run one check; a check that breaks (unreadable file, odd config) reports a fail
+    instead of hiding every other check behind a traceback."""
+    try:
+        return fn()
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        problem = Problem(
+            name,
+            "fail",
+            f"the check could not run: {type(e).__name__}: {e}",
+            fix="run again with --debug and report it if the cause is not clear",
+        )
+        return (None, [problem]) if empty is not None else [problem]
 
 
 # -- model files ---------------------------------------------------------------------------

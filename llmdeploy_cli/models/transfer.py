@@ -224,7 +224,7 @@ def pack_model(profile: Profile, output: Path, *, progress: Progress = _quiet) -
     entries = []
     total = 0
     try:
-        with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
+        with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT, copybufsize=CHUNK) as tar:
             for i, (name, path) in enumerate(files, 1):
                 size = path.stat().st_size
                 progress(f"[{i}/{len(files)}] {name} ({size:,} bytes)")
