@@ -18,7 +18,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # Build a tiny random chat model, serve it on CPU with transformers, smoke it, stop it.
-demo: $(STAMP)
+# (order-only: an existing venv is used as it is; a fresh checkout creates it first)
+demo: | $(STAMP)
 	$(BIN)/python -m tests.tinymodel $(TINY)
 	PATH="$(abspath $(BIN)):$$PATH" sh scripts/demo.sh
 
