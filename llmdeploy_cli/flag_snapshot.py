@@ -1,0 +1,212 @@
+"""Read an engine's exact CLI option strings from its real parser (stdlib + the engine only).
+
+Run it with the Python of the environment the engine is installed in:
+
+    ENV/bin/python llmdeploy_cli/flag_snapshot.py vllm > llmdeploy_cli/data/flags/vllm-0.33.0.json
+
+It introspects the parser object instead of scraping `--help` (argparse accepts
+abbreviations, so "it parses" proves nothing; vLLM's grouped help also takes ~30 s), and
+prints one JSON document: every option string with whether it takes a value and its
+choices. `llmctl render --check-flags` runs this same file in the engine's environment and
+caches the result per engine version; the committed snapshots under data/flags/ let the
+tests check every rendered flag on machines without the engines.
+
+This file must not import llmdeploy_cli: the engine's environment does not have it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# Run by path, this folder is sys.path[0], and its profile.py would shadow the stdlib
+# module `profile` that the engines import (through cProfile). Drop it first.
+if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
+    sys.path.pop(0)
+
+import argparse  # noqa: E402
+import importlib.metadata  # noqa: E402
+import json  # noqa: E402
+
+SCHEMA = 1
+
+
+# -- parser walkers --------------------------------------------------------------------------
+
+
+def _argparse_options(parser: argparse.ArgumentParser) -> dict:
+    out = {}
+    for action in parser._actions:  # noqa: SLF001 - the only complete list argparse keeps
+        if not action.option_strings or isinstance(action, argparse._HelpAction):
+            continue
+        takes_value = action.nargs != 0
+        choices = None
+        if action.choices is not None:
+            try:
+                choices = sorted(str(c) for c in action.choices)
+            except TypeError:
+                choices = None
+        kind = getattr(action.type, "__name__", None) if action.type else None
+        nargs = action.nargs if isinstance(action.nargs, (str, int)) else None
+        for opt in action.option_strings:
+            spec = {"takes_value": takes_value, "choices": choices, "kind": kind}
+            if nargs not in (None, 0, 1):
+                spec["nargs"] = nargs  # "?", "*", "+" or a count
+            out[opt] = spec
+    return out
+
+
+def _click_options(command) -> dict:
+    out = {}
+    for param in command.params:
+        if not getattr(param, "opts", None) or param.param_type_name != "option":
+            continue
+        is_flag = bool(getattr(param, "is_flag", False) or getattr(param, "count", False))
+        choices = None
+        ptype = getattr(param, "type", None)
+        if ptype is not None and hasattr(ptype, "choices"):
+            choices = sorted(str(getattr(c, "value", c)) for c in ptype.choices)
+        kind = type(ptype).__name__ if ptype is not None else None
+        for opt in param.opts:
+            out[opt] = {"takes_value": not is_flag, "choices": choices, "kind": kind}
+        for opt in param.secondary_opts:  # --no-foo of a boolean flag
+            out[opt] = {"takes_value": False, "choices": None, "kind": kind}
+    return out
+
+
+def _typer_command(app, name: str):
+    """A click command from a Typer app (or an app that already is a click group)."""
+    group = app
+    if not hasattr(group, "commands"):
+        import typer.main
+
+        group = typer.main.get_command(app)
+    return group.commands[name] if name else group
+
+
+# -- engines --------------------------------------------------------------------------------
+
+
+def vllm() -> list[dict]:
+    """The parser `vllm serve` itself builds (ServeSubcommand.subparser_init)."""
+    os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
+    from vllm.entrypoints.cli.serve import ServeSubcommand
+
+    try:
+        from vllm.utils.argparse_utils import FlexibleArgumentParser
+    except ImportError:  # before 0.11 it lived in vllm.utils
+        from vllm.utils import FlexibleArgumentParser
+    root = FlexibleArgumentParser(prog="vllm")
+    parser = ServeSubcommand().subparser_init(root.add_subparsers())
+    return [{"command": "vllm serve", "options": _argparse_options(parser)}]
+
+
+def sglang() -> list[dict]:
+    from sglang.srt.server_args import ServerArgs
+
+    parser = argparse.ArgumentParser(prog="sglang.launch_server")
+    ServerArgs.add_cli_args(parser)
+    return [{"command": "python -m sglang.launch_server", "options": _argparse_options(parser)}]
+
+
+def lmdeploy() -> list[dict]:
+    from lmdeploy.cli.entrypoint import run  # noqa: F401 - registers the sub-commands
+    from lmdeploy.cli.serve import SubCliServe
+
+    parser = SubCliServe.parser
+    sub = SubCliServe._subparsers  # noqa: SLF001
+    for action in getattr(sub, "_actions", []):
+        if isinstance(action, argparse._SubParsersAction):
+            parser = action.choices["api_server"]
+    if parser is None:
+        raise RuntimeError("lmdeploy: could not find the api_server parser")
+    return [{"command": "lmdeploy serve api_server", "options": _argparse_options(parser)}]
+
+
+def xinference() -> list[dict]:
+    from xinference.deploy import cmdline
+
+    local = cmdline.local
+    launch = cmdline.model_launch
+    return [
+        {"command": "xinference-local", "options": _click_options(local)},
+        {
+            "command": "xinference launch",
+            "options": _click_options(launch),
+            # `launch` forwards unknown `--key value` pairs to the model as kwargs.
+            "passes_unknown": True,
+        },
+    ]
+
+
+def infinity() -> list[dict]:
+    from infinity_emb import cli
+
+    return [
+        {"command": "infinity_emb v2", "options": _click_options(_typer_command(cli.app, "v2"))}
+    ]
+
+
+def transformers() -> list[dict]:
+    from transformers.cli.transformers import app
+
+    return [
+        {"command": "transformers serve", "options": _click_options(_typer_command(app, "serve"))}
+    ]
+
+
+ENGINES = {
+    "vllm": ("vllm", vllm),
+    "sglang": ("sglang", sglang),
+    "lmdeploy": ("lmdeploy", lmdeploy),
+    "xinference": ("xinference", xinference),
+    "infinity": ("infinity-emb", infinity),
+    "transformers": ("transformers", transformers),
+}
+
+
+def snapshot(engine: str) -> dict:
+    dist, read = ENGINES[engine]
+    return {
+        "schema": SCHEMA,
+        "engine": engine,
+        "distribution": dist,
+        "version": importlib.metadata.version(dist),
+        "python": sys.version.split()[0],
+        "commands": read(),
+    }
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1 or argv[0] not in ENGINES:
+        print(f"usage: flag_snapshot.py {{{','.join(ENGINES)}}}", file=sys.stderr)
+        return 2
+    sys.stdout.write(dumps(snapshot(argv[0])))
+    return 0
+
+
+def dumps(doc: dict) -> str:
+    """JSON with one line per option, so a version bump reads as a small diff."""
+    head = {k: v for k, v in doc.items() if k != "commands"}
+    lines = ["{"]
+    lines += [f"  {json.dumps(k)}: {json.dumps(v)}," for k, v in head.items()]
+    lines.append('  "commands": [')
+    for i, cmd in enumerate(doc["commands"]):
+        lines.append("    {")
+        for k, v in cmd.items():
+            if k != "options":
+                lines.append(f"      {json.dumps(k)}: {json.dumps(v)},")
+        lines.append('      "options": {')
+        opts = sorted(cmd["options"].items())
+        for j, (opt, spec) in enumerate(opts):
+            comma = "," if j < len(opts) - 1 else ""
+            lines.append(f"        {json.dumps(opt)}: {json.dumps(spec, sort_keys=True)}{comma}")
+        lines.append("      }")
+        lines.append("    }" + ("," if i < len(doc["commands"]) - 1 else ""))
+    lines.append("  ]")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

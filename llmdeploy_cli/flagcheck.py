@@ -1,0 +1,186 @@
+"""Is every rendered flag an exact option string of the engine's real parser?
+
+argparse accepts abbreviations (`--gpu-mem 0.7` parses in vLLM), so "it parses" proves
+nothing. A flag is right only when it is an exact option string of the parser of that
+engine version, and its value is one of the recorded choices. The option lists come from
+`flag_snapshot.py`, run in the engine's own environment (cached per engine and version
+under the state dir) or, for engines not installed here, from the snapshots committed
+under `llmdeploy_cli/data/flags/`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from llmdeploy_cli.fsutil import atomic_write
+
+DATA = Path(__file__).resolve().parent / "data" / "flags"
+SNAPSHOT_SCRIPT = Path(__file__).resolve().parent / "flag_snapshot.py"
+
+
+@dataclass(frozen=True)
+class FlagProblem:
+    step: str
+    flag: str
+    message: str
+    level: str = "fail"  # fail | warn (xinference launch forwards unknown flags)
+
+    def as_dict(self) -> dict:
+        return {"step": self.step, "flag": self.flag, "message": self.message, "level": self.level}
+
+
+# -- snapshots --------------------------------------------------------------------------------
+
+
+def committed_versions(engine: str) -> list[str]:
+    from llmdeploy_cli.engine_env import version_tuple
+
+    found = [p.stem[len(engine) + 1 :] for p in DATA.glob(f"{engine}-*.json")]
+    return sorted(found, key=version_tuple)
+
+
+def committed_snapshot(engine: str, version: str) -> dict | None:
+    path = DATA / f"{engine}-{version}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def engine_python(executable: str) -> str | None:
+    """The Python that runs a console script (its shebang), or the executable if it is one."""
+    name = os.path.basename(executable)
+    if name.startswith("python"):
+        return executable
+    try:
+        with open(executable, "rb") as f:
+            first = f.readline(512).decode("utf-8", "replace").strip()
+    except OSError:
+        return None
+    if first.startswith("#!"):
+        interp = first[2:].strip().split()
+        if interp and os.path.basename(interp[0]).startswith("python"):
+            return interp[0]
+        # `#!/bin/sh` + exec trampoline (long paths): the python sits beside the script
+    beside = Path(executable).parent / "python"
+    return str(beside) if beside.exists() else None
+
+
+def installed_snapshot(engine: str, version: str, python: str, cache_dir: Path) -> dict:
+    """Introspect the installed engine's parser (cached per engine and version)."""
+    from llmdeploy_cli.errors import PreflightError
+
+    cache = cache_dir / "flags" / f"{engine}-{version}.json"
+    if cache.exists():
+        return json.loads(cache.read_text())
+    env = {**os.environ, "VLLM_TARGET_DEVICE": os.environ.get("VLLM_TARGET_DEVICE", "cpu")}
+    try:
+        proc = subprocess.run(
+            [python, str(SNAPSHOT_SCRIPT), engine],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise PreflightError(f"could not read {engine}'s parser with {python}: {e}") from None
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise PreflightError(
+            f"could not read {engine}'s parser with {python}: {last}",
+            hint="is the engine importable in that environment? try: "
+            f"{python} {SNAPSHOT_SCRIPT} {engine}",
+        )
+    doc = json.loads(proc.stdout)
+    atomic_write(cache, proc.stdout)
+    return doc
+
+
+# -- checking ---------------------------------------------------------------------------------
+
+
+def command_for(argv: list[str], snapshot: dict) -> tuple[dict, int] | None:
+    """The snapshot command an argv runs, and how many argv words name it."""
+    for cmd in snapshot["commands"]:
+        words = cmd["command"].split()
+        head = os.path.basename(argv[0]) if argv else ""
+        first_ok = head == words[0] or (words[0] == "python" and head.startswith("python"))
+        if first_ok and argv[1 : len(words)] == words[1:]:
+            return cmd, len(words)
+    return None
+
+
+def check_argv(step: str, argv: list[str], snapshot: dict) -> list[FlagProblem]:
+    found = command_for(argv, snapshot)
+    if found is None:
+        return []  # not a command this engine's snapshot covers (e.g. ollama create)
+    cmd, start = found
+    options: dict = cmd["options"]
+    forwards = bool(cmd.get("passes_unknown"))
+    label = f"{snapshot['engine']} {snapshot['version']} `{cmd['command']}`"
+    problems: list[FlagProblem] = []
+    i = start
+    while i < len(argv):
+        token = argv[i]
+        i += 1
+        if not _is_option(token):
+            continue  # a positional (the model) or a value we already consumed
+        name, has_inline, inline = token.partition("=")
+        spec = options.get(name)
+        if spec is None:
+            close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.6)
+            if forwards:
+                msg = f"{name} is not an option of {label}: it is forwarded to the model"
+                problems.append(FlagProblem(step, name, msg, level="warn"))
+            else:
+                near = f" (nearest real option: {close[0]})" if close else ""
+                msg = f"{name} is not an option of {label}{near}"
+                problems.append(FlagProblem(step, name, msg))
+            if i < len(argv) and not _is_option(argv[i]) and not has_inline:
+                i += 1  # skip its value
+            continue
+        values: list[str] = []
+        if has_inline:
+            values = [inline]
+        elif spec["takes_value"]:
+            nargs = spec.get("nargs")
+            if nargs in ("+", "*"):
+                while i < len(argv) and not _is_option(argv[i]):
+                    values.append(argv[i])
+                    i += 1
+            elif nargs == "?":
+                if i < len(argv) and not _is_option(argv[i]):
+                    values.append(argv[i])
+                    i += 1
+            else:
+                count = nargs if isinstance(nargs, int) else 1
+                values = argv[i : i + count]
+                i += count
+                if len(values) < count:
+                    problems.append(FlagProblem(step, name, f"{name} needs a value"))
+        choices = spec.get("choices")
+        for v in values:
+            if choices and v not in choices:
+                problems.append(
+                    FlagProblem(step, name, f"{name} {v!r}: {label} accepts {', '.join(choices)}")
+                )
+    return problems
+
+
+def check_plan(plan, snapshot: dict) -> list[FlagProblem]:
+    problems: list[FlagProblem] = []
+    for step in plan.steps:
+        problems += check_argv(step.name, [str(a) for a in step.command.argv], snapshot)
+    return problems
+
+
+def _is_option(token: str) -> bool:
+    if not token.startswith("-") or token == "-" or token == "--":
+        return False
+    try:
+        float(token)  # -1, -0.5 are values
+        return False
+    except ValueError:
+        return True
