@@ -68,8 +68,17 @@ Progress = Callable[[dict], None]
 
 def run_bench(cfg: BenchConfig, progress: Progress | None = None) -> BenchRun:
     """Run synchronously (own event loop). Raises LlmctlError for a run that cannot start."""
+    import gc
+
     _validate(cfg)
-    return asyncio.run(_Run(cfg, progress).main())
+    # Move everything alive now out of the collector's sight (as vLLM's bench does), so a
+    # full collection during the run is short and never stalls a chunk's timestamp.
+    gc.collect()
+    gc.freeze()
+    try:
+        return asyncio.run(_Run(cfg, progress).main())
+    finally:
+        gc.unfreeze()
 
 
 def _validate(cfg: BenchConfig) -> None:
