@@ -135,10 +135,13 @@ def _pword(p: float) -> str:
 
 
 def parse_goodput(items: Iterable[str]) -> dict[str, float]:
-    """`ttft:500 tpot:50 e2el:2000` (milliseconds) -> {"ttft": 500.0, ...}. Raises ValueError."""
+    """`ttft:500 tpot:50 e2el:2000`, or comma-separated (ms) -> {"ttft": 500.0, ...}.
+
+    Raises ValueError for an unknown key, a non-number or a negative limit.
+    """
     slo: dict[str, float] = {}
     for raw in items:
-        for item in raw.split():
+        for item in raw.replace(",", " ").split():
             name, sep, value = item.partition(":")
             name = name.strip().lower()
             if not sep or name not in GOODPUT_KEYS:

@@ -109,6 +109,11 @@ def bench(
     from llmdeploy_cli.bench.metrics import parse_goodput, result_keys
     from llmdeploy_cli.bench.runner import BenchConfig, run_bench
 
+    if file is not None and str(file).split(":")[0] in ("ttft", "tpot", "e2el"):
+        raise UsageError(
+            f"'{file}' looks like a --goodput SLO, not a profile file",
+            hint="quote several SLOs as one value: --goodput 'ttft:500 tpot:50'",
+        )
     if (file is None) == (url is None):
         raise UsageError("give a profile FILE or --url URL (one of them)")
     if num_prompts is not None and duration is not None:

@@ -261,3 +261,7 @@ def test_failures_never_change_latencies(oks, failures):
     for r in good:
         if r.tpot is not None:
             assert r.tpot == pytest.approx(sum(r.itls) / len(r.itls))
+
+
+def test_goodput_accepts_commas():
+    assert parse_goodput(["ttft:1,e2el:2"]) == {"ttft": 1.0, "e2el": 2.0}

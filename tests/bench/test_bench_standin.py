@@ -235,3 +235,9 @@ def test_duration_closed_loop_stops_on_time():
         )
     assert run.result["completed"] >= 4 and run.result["failed"] == 0
     assert max(r.slot for r in run.records) - min(r.slot for r in run.records) < 0.6
+
+
+def test_unquoted_goodput_pair_gets_a_hint(capsys):
+    code = main(["bench", "--url", "http://127.0.0.1:9/v1", "--goodput", "ttft:5", "tpot:5"])
+    assert code == 2
+    assert "--goodput 'ttft:500 tpot:50'" in capsys.readouterr().err
