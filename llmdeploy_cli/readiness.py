@@ -4,9 +4,9 @@
           -> one real completion (profile.health.require_completion)
 
 - every poll first checks the engine is still alive: a crash while loading fails at once;
-- while the port refuses, connection attempts back off (5 ms doubling to 50 ms); once it
-  accepts, the later rungs poll every 20 ms, so detection adds little to the engine's own
-  start time;
+- while the port refuses, connection attempts back off (5 ms doubling to 20 ms: a refused
+  connect costs microseconds); once it accepts, the later rungs poll every 20 ms, so
+  detection adds little to the engine's own start time;
 - each phase has its own deadline (profile.health.*_timeout, else the backend's defaults).
   With health.extend_on_progress a deadline that has passed is extended while the engine's
   log keeps moving: the phase fails once the log has been quiet for QUIET_S (or the whole
@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from llmdeploy_cli.profile import Profile
 
 POLL_S = 0.02  # once the port accepts
-REFUSED_BACKOFF = (0.005, 0.05)  # first and largest delay while the port refuses
+REFUSED_BACKOFF = (0.005, 0.02)  # first and largest delay while the port refuses
 QUIET_S = 30.0
 HARD_FACTOR = 3.0
 PHASES = ("port", "health", "model", "completion")

@@ -89,6 +89,7 @@ def _say_ready(doc: dict, json_: bool, foreground: bool) -> None:
         emit_json(doc)
         return
     out(f"ready  {doc['name']}  {doc['base_url']}  model={doc['model']}")
+    sys.stdout.flush()  # a script reading our stdout learns it now, not at exit
     if foreground:
         info("[dim]serving; Ctrl-C stops it[/dim]")
     else:

@@ -20,11 +20,10 @@ import fcntl
 import hashlib
 import json
 import os
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-
-from llmdeploy_cli.fsutil import atomic_write
 
 # Phases (DESIGN.md §5); the state machine in machine.py moves between them.
 STOPPED = "stopped"
@@ -118,7 +117,20 @@ class RunState:
 
 
 def save(st: RunState) -> None:
-    atomic_write(state_path(st.name), json.dumps(st.as_dict(), indent=2) + "\n", mode=0o600)
+    """Atomic (temp file + rename), 0600 from the start. No fsync: a state only has to
+    outlive its processes, not a power cut, and readiness writes it on every rung."""
+    path = state_path(st.name)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mode 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps(st.as_dict(), indent=2) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
 
 
 def load(name: str) -> RunState | None:
