@@ -92,6 +92,8 @@ def _say_ready(doc: dict, json_: bool, foreground: bool) -> None:
     sys.stdout.flush()  # a script reading our stdout learns it now, not at exit
     if foreground:
         info("[dim]serving; Ctrl-C stops it[/dim]")
+    elif doc["pid"] is None:
+        info(f"[dim]not run by llmctl (managed: false); llmctl stop {doc['name']} forgets it[/dim]")
     else:
         info(
             f"[dim]supervisor pid {doc['pid']}; llmctl logs {doc['name']} -f; "
@@ -210,6 +212,8 @@ def _serve_detached(r, file, port, timeout, json_, no_smoke) -> int:
     c = err_console()
     status = c.status(f"{profile.name}: starting the supervisor", spinner="dots")
     t0 = time.monotonic()
+    if not profile.server.managed:
+        return _attach_unmanaged(r, file, timeout, json_, no_smoke, status, t0)
 
     def on_state(st) -> None:
         step = STEP_TEXT.get(st.step or "", st.step or st.phase)
@@ -248,6 +252,59 @@ def _serve_detached(r, file, port, timeout, json_, no_smoke) -> int:
             info(report.summary())
     doc = _ready_doc(
         profile.name, st.base_url, st.model, st.supervisor_pid, st.log, st.timings, report
+    )
+    _say_ready(doc, json_, foreground=False)
+    return 0
+
+
+def _attach_unmanaged(r, file, timeout, json_, no_smoke, status, t0) -> int:
+    """--detach with managed: false: nothing to supervise; readiness, after-ready and the
+    smoke run here, and the run's record stays until `llmctl stop` removes it."""
+    import os
+
+    from llmdeploy_cli.supervise.session import ServeSession
+
+    profile = r.profile
+    report = None
+
+    def on_event(kind: str, msg: str) -> None:
+        if kind in ("step", "after_ready"):
+            status.update(f"{profile.name}: {STEP_TEXT.get(msg, msg)}")
+
+    def first_ready(sess) -> None:
+        nonlocal report
+        status.stop()
+        if not no_smoke:
+            info(f"{profile.name}: ready in {time.monotonic() - t0:.1f} s; smoke ...")
+            report = _smoke(r, os.environ)
+            info(report.summary())
+
+    with _stop_signals() as ev:
+        sess = ServeSession(
+            r,
+            file,
+            detached=True,
+            timeout=timeout,
+            stop=ev,
+            on_event=on_event,
+            on_first_ready=first_ready,
+        )
+        sess.keep_failed_state = False
+        status.start()
+        try:
+            sess.run()
+        finally:
+            status.stop()
+        if ev.signum is not None:
+            return 128 + int(ev.signum)
+    doc = _ready_doc(
+        profile.name,
+        sess.endpoint.base_url,
+        sess.endpoint.model,
+        None,
+        str(sess.log.path),
+        sess.readiness.as_dict() if sess.readiness else None,
+        report,
     )
     _say_ready(doc, json_, foreground=False)
     return 0

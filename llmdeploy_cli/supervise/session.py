@@ -100,7 +100,9 @@ class ServeSession:
             if self.profile.server.managed:
                 Runner(self, Policy.from_spec(self.profile.restart)).run()
             else:
-                self._run_unmanaged()
+                # Detached and unmanaged: nothing of ours keeps running, so the record of
+                # the ready server stays (status shows it, stop removes it).
+                keep = self._run_unmanaged()
         except LlmctlError as e:
             keep = self.keep_failed_state
             self._record_failure(e)
@@ -117,32 +119,44 @@ class ServeSession:
                 st_mod.remove(name)
             self.lock.release()
 
-    def _run_unmanaged(self) -> None:
-        """managed: false: someone else runs the server; readiness, after_ready, smoke."""
+    def _run_unmanaged(self) -> bool:
+        """managed: false: someone else runs the server; readiness, after_ready, smoke.
+        Returns True when the record of the ready server is to be kept (detached)."""
         self.state.phase = STARTING
         self._save()
+        self._write_files()
         try:
             self._ready_ladder(None, first=True)
         except Stopped:
-            return
+            return False
         self.state.phase = READY
         self.state.ready_at = time.time()
+        if self.readiness is not None:
+            self.state.timings = self.readiness.as_dict()
         self._save()
         self.on_event("phase", READY)
         if self.on_first_ready is not None:
             self.on_first_ready(self)
         if self.detached:
-            return
+            self.state.supervisor_pid = self.state.supervisor_started = None
+            self._save()
+            return True
         self.stop_event.wait()
+        return False
 
-    # -- Ops (the seam the Runner drives) ---------------------------------------------------
-    def spawn(self) -> Child:
+    def _write_files(self) -> None:
+        """Generated files (an Ollama Modelfile) the steps read."""
         from llmdeploy_cli.fsutil import atomic_write
-        from llmdeploy_cli.resolve import state_dir
-        from llmdeploy_cli.supervise.process import spawn
 
         for f in self.plan.files:
             atomic_write(os.path.expanduser(f.path), f.content, mode=0o600)
+
+    # -- Ops (the seam the Runner drives) ---------------------------------------------------
+    def spawn(self) -> Child:
+        from llmdeploy_cli.resolve import state_dir
+        from llmdeploy_cli.supervise.process import spawn
+
+        self._write_files()
         cmd = self.plan.server.command
         env = {
             **self.environ,

@@ -144,6 +144,22 @@ def test_stop_while_loading(tiny_model, fake_engine, profile_file):
         proc.kill()
 
 
+def test_ctrl_c_while_loading_in_the_foreground(tiny_model, fake_engine, profile_file):
+    p = profile_file("fg-loading", tiny_model, f"runtime:\n  executable: {fake_engine('hang')}\n")
+    proc = popen_llmctl("serve", p, "--json")
+    try:
+        leader, worker = _pids_from_log("fg-loading")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130, err
+        assert out == ""  # never ready: no document
+        assert not alive(leader) and not alive(worker)
+        assert read_state("fg-loading") is None
+    finally:
+        proc.kill()
+        kill_quietly(leader)
+
+
 def test_kill9_of_foreground_llmctl_leaves_no_group(tiny_model, fake_engine, profile_file):
     """pdeathsig takes the leader, the watchdog takes its workers."""
     p = profile_file("orphan", tiny_model, f"runtime:\n  executable: {fake_engine('hang')}\n")

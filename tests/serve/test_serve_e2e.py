@@ -130,6 +130,36 @@ def test_smoke_command_against_it(shared):
     assert r.returncode == 0, r.stderr + r.stdout
 
 
+def test_managed_false_keeps_readiness_and_smoke_but_never_stops_it(shared, tmp_path):
+    """A server llmctl does not run (here: the shared one, as if a system service)."""
+    env = shared["env"]
+    port = shared["doc"]["base_url"].split(":")[2].split("/")[0]
+    p = tmp_path / "attached.yml"
+    p.write_text(
+        shared["profile"]
+        .read_text()
+        .replace("name: e2e-tiny", "name: attached")
+        .replace("port: auto", f"port: {port}\n  managed: false")
+    )
+    r = llmctl("serve", p, "--detach", "--json", env=env)
+    assert r.returncode == 0, r.stderr
+    doc = json_out(r)
+    assert doc["pid"] is None and doc["smoke"]["ok"]
+    assert doc["base_url"] == shared["doc"]["base_url"]
+    run = json_out(llmctl("status", "attached", "--json", env=env))["runs"][0]
+    assert run["state"] == "running" and run["managed"] is False and run["engine_pid"] is None
+    again = llmctl("serve", p, "--detach", "--json", env=env)
+    assert again.returncode == 3  # already being served, even though llmctl does not run it
+    assert llmctl("stop", "attached", env=env).returncode == 0
+    assert read_state("attached", shared["state_dir"]) is None
+    # Foreground: waits until Ctrl-C, then exits 130 without touching the server.
+    proc = popen_llmctl("serve", p, "--no-smoke", env=env)
+    assert proc.stdout.readline().startswith("ready")
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(30) == 130
+    assert alive(read_state("e2e-tiny", shared["state_dir"])["engine_pid"])
+
+
 def test_crash_after_ready_is_restarted_and_counted(shared):
     env = shared["env"]
     before = read_state("e2e-tiny", shared["state_dir"])
