@@ -90,6 +90,21 @@ def _typer_command(app, name: str):
 def vllm() -> list[dict]:
     """The parser `vllm serve` itself builds (ServeSubcommand.subparser_init)."""
     os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
+    import vllm.platforms as platforms
+
+    # A GPU wheel on a machine without a GPU finds no platform, and some versions build
+    # a DeviceConfig while making the parser. The option strings do not depend on the
+    # platform, so resolve it to the CPU one (no kernels are loaded).
+    plugins = getattr(platforms, "builtin_platform_plugins", None)
+    if isinstance(plugins, dict) and "cpu" in plugins:
+        plugins["cpu"] = lambda: "vllm.platforms.cpu.CpuPlatform"
+        # Older CPU platforms probe a torch helper newer torch builds dropped; it only
+        # picks kernels, which introspection never loads.
+        import torch
+
+        cpu = getattr(torch._C, "_cpu", None)
+        if cpu is not None and not hasattr(cpu, "_is_avx512_supported"):
+            cpu._is_avx512_supported = lambda: False
     from vllm.entrypoints.cli.serve import ServeSubcommand
 
     try:
@@ -110,14 +125,13 @@ def sglang() -> list[dict]:
 
 
 def lmdeploy() -> list[dict]:
-    from lmdeploy.cli.entrypoint import run  # noqa: F401 - registers the sub-commands
+    """The `api_server` parser that `lmdeploy serve` registers (as lmdeploy.cli.entrypoint.run)."""
     from lmdeploy.cli.serve import SubCliServe
 
-    parser = SubCliServe.parser
-    sub = SubCliServe._subparsers  # noqa: SLF001
-    for action in getattr(sub, "_actions", []):
-        if isinstance(action, argparse._SubParsersAction):
-            parser = action.choices["api_server"]
+    sub = SubCliServe.subparsers  # an argparse _SubParsersAction (0.18: no underscore)
+    if "api_server" not in sub.choices:
+        SubCliServe.add_parsers()
+    parser = sub.choices.get("api_server")
     if parser is None:
         raise RuntimeError("lmdeploy: could not find the api_server parser")
     return [{"command": "lmdeploy serve api_server", "options": _argparse_options(parser)}]
