@@ -50,6 +50,35 @@ def _stop_signals():
             signal.signal(s, h)
 
 
+class _Progress:
+    """A Rich status line on a terminal; plain lines (one per change) in CI logs."""
+
+    def __init__(self, text: str):
+        c = err_console()
+        self._live = c.status(text, spinner="dots") if c.is_terminal else None
+        self._last = None
+        self.update(text)
+
+    def update(self, text: str) -> None:
+        if self._live is not None:
+            self._live.update(text)
+            return
+        from rich.text import Text
+
+        plain = Text.from_markup(text).plain
+        if plain != self._last:
+            self._last = plain
+            info(_esc(plain))
+
+    def start(self) -> None:
+        if self._live is not None:
+            self._live.start()
+
+    def stop(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+
+
 def _print_failure(e: LlmctlError, *, tail: bool) -> None:
     lines = getattr(e, "log_tail", None) or []
     c = err_console()
@@ -144,7 +173,7 @@ def serve(
     from llmdeploy_cli.supervise.session import ServeSession
 
     c = err_console()
-    status = c.status(f"{profile.name}: starting", spinner="dots")
+    status = _Progress(f"{profile.name}: starting")
     t0 = time.monotonic()
 
     def echo(line: str) -> None:
@@ -209,8 +238,7 @@ def _serve_detached(r, file, port, timeout, json_, no_smoke) -> int:
     from llmdeploy_cli.supervise import control
 
     profile = r.profile
-    c = err_console()
-    status = c.status(f"{profile.name}: starting the supervisor", spinner="dots")
+    status = _Progress(f"{profile.name}: starting the supervisor")
     t0 = time.monotonic()
     if not profile.server.managed:
         return _attach_unmanaged(r, file, timeout, json_, no_smoke, status, t0)
