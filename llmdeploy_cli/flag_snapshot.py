@@ -126,7 +126,11 @@ def sglang() -> list[dict]:
 
 def lmdeploy() -> list[dict]:
     """The `api_server` parser that `lmdeploy serve` registers (as lmdeploy.cli.entrypoint.run)."""
-    from lmdeploy.cli.serve import SubCliServe
+    import contextlib
+
+    # lmdeploy's logger writes import-time warnings to stdout, where the JSON goes.
+    with contextlib.redirect_stdout(sys.stderr):
+        from lmdeploy.cli.serve import SubCliServe
 
     sub = SubCliServe.subparsers  # an argparse _SubParsersAction (0.18: no underscore)
     if "api_server" not in sub.choices:
