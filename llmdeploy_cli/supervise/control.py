@@ -73,6 +73,8 @@ def start_detached(
                     f"'{name}' was stopped before it was ready",
                     hint=f"see llmctl logs {name}",
                 )
+            if st is not None and st.supervisor_pid == proc.pid:
+                st_mod.clean_stale(st)  # it died without a word: take what is left down
             tail = _tail_text(slog)
             raise LlmctlError(
                 f"the llmctl supervisor exited with status {proc.returncode} before the "

@@ -174,6 +174,23 @@ def test_kill9_of_foreground_llmctl_leaves_no_group(tiny_model, fake_engine, pro
         kill_quietly(leader)
 
 
+def test_kill9_of_the_detached_supervisor(tiny_model, fake_engine, profile_file):
+    p = profile_file("lost", tiny_model, f"runtime:\n  executable: {fake_engine('hang')}\n")
+    proc = popen_llmctl("serve", p, "--detach")
+    try:
+        leader, worker = _pids_from_log("lost")
+        sup = read_state("lost")["supervisor_pid"]
+        os.kill(sup, signal.SIGKILL)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 1 and "supervisor exited" in err
+        wait_until(lambda: not group_left(leader), timeout=20, what="the engine group to go")
+        assert not alive(worker)
+        assert read_state("lost") is None  # serve cleaned the stale record itself
+    finally:
+        proc.kill()
+        kill_quietly(leader)
+
+
 def test_port_taken_names_the_holder(tiny_model, profile_file):
     holder = subprocess.Popen(
         [

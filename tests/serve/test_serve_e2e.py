@@ -180,6 +180,8 @@ def test_crash_after_ready_is_restarted_and_counted(shared):
 def test_stop(shared):
     env = shared["env"]
     st = read_state("e2e-tiny", shared["state_dir"])
+    follower = popen_llmctl("logs", "e2e-tiny", "-f", "-n", "0", env=env)
+    time.sleep(1.0)
     r = llmctl("stop", "e2e-tiny", "--json", env=env)
     assert r.returncode == 0, r.stderr
     res = json_out(r)["stopped"][0]
@@ -188,6 +190,9 @@ def test_stop(shared):
     assert group_left(st["pgid"]) == []
     assert read_state("e2e-tiny", shared["state_dir"]) is None
     assert Path(st["log"]).is_file()  # kept for `llmctl logs` after the stop
+    followed, _ = follower.communicate(timeout=15)  # -f ends with the run
+    assert follower.returncode == 0
+    assert "[llmctl] stopping the engine group" in followed
     again = llmctl("stop", "e2e-tiny", "--json", env=env)
     assert again.returncode == 0 and json_out(again)["stopped"][0]["stopped"] is False
 
