@@ -141,18 +141,34 @@ def lmdeploy() -> list[dict]:
     return [{"command": "lmdeploy serve api_server", "options": _argparse_options(parser)}]
 
 
+def _click_with_nargs(command) -> dict:
+    """_click_options plus the value count of options that take several (`--env KEY VALUE`)."""
+    out = _click_options(command)
+    for param in command.params:
+        nargs = getattr(param, "nargs", 1)
+        if param.param_type_name == "option" and isinstance(nargs, int) and nargs > 1:
+            for opt in param.opts:
+                if out.get(opt, {}).get("takes_value"):
+                    out[opt]["nargs"] = nargs
+    return out
+
+
 def xinference() -> list[dict]:
+    """`xinference-local` (cmdline.local) and `xinference launch` (cmdline.model_launch)."""
     from xinference.deploy import cmdline
 
     local = cmdline.local
     launch = cmdline.model_launch
     return [
-        {"command": "xinference-local", "options": _click_options(local)},
+        {"command": "xinference-local", "options": _click_with_nargs(local)},
         {
             "command": "xinference launch",
-            "options": _click_options(launch),
+            "options": _click_with_nargs(launch),
             # `launch` forwards unknown `--key value` pairs to the model as kwargs.
             "passes_unknown": True,
+            "note": "the options listed are checked exactly; any other --key value pair is "
+            "forwarded to the model as a keyword argument (allow_extra_args), so it cannot "
+            "be checked here and is reported as a warning",
         },
     ]
 
@@ -199,7 +215,18 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1 or argv[0] not in ENGINES:
         print(f"usage: flag_snapshot.py {{{','.join(ENGINES)}}}", file=sys.stderr)
         return 2
-    sys.stdout.write(dumps(snapshot(argv[0])))
+    # Engines log to stdout while importing (vLLM does): send fd 1 to stderr until the
+    # JSON is ready, so stdout carries the document and nothing else.
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        doc = snapshot(argv[0])
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+    sys.stdout.write(dumps(doc))
     return 0
 
 

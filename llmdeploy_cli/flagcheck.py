@@ -130,7 +130,7 @@ def check_argv(step: str, argv: list[str], snapshot: dict) -> list[FlagProblem]:
         name, has_inline, inline = token.partition("=")
         spec = options.get(name)
         if spec is None:
-            close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.6)
+            close = nearest(name, options)
             if forwards:
                 msg = f"{name} is not an option of {label}: it is forwarded to the model"
                 problems.append(FlagProblem(step, name, msg, level="warn"))
@@ -169,6 +169,15 @@ def check_argv(step: str, argv: list[str], snapshot: dict) -> list[FlagProblem]:
     return problems
 
 
+def nearest(name: str, options) -> list[str]:
+    """The real option a wrong one was meant to be: the one argparse would silently expand
+    an abbreviation to, else the closest spelling."""
+    expands = [o for o in options if o.startswith(name)]
+    if len(expands) == 1:
+        return expands
+    return difflib.get_close_matches(name, list(options), n=1, cutoff=0.6)
+
+
 def check_plan(plan, snapshot: dict) -> list[FlagProblem]:
     problems: list[FlagProblem] = []
     for step in plan.steps:
@@ -184,3 +193,54 @@ def _is_option(token: str) -> bool:
         return False
     except ValueError:
         return True
+
+
+# -- for a resolved profile ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FlagReport:
+    checked: bool
+    source: str  # "installed engine (python ...)", "committed snapshot", or why not checked
+    problems: list[FlagProblem]
+
+    @property
+    def failed(self) -> bool:
+        return any(p.level == "fail" for p in self.problems)
+
+    def as_dict(self) -> dict:
+        return {
+            "checked": self.checked,
+            "source": self.source,
+            "problems": [p.as_dict() for p in self.problems],
+        }
+
+
+def check_resolved(resolved, state_dir: Path) -> FlagReport:
+    """Check a resolved profile's argv against the engine that will run it.
+
+    The installed engine's own parser when its version was read from its environment
+    (introspected once per engine version, then cached); else the committed snapshot of
+    the version rendered for; else nothing to check against, said plainly.
+    """
+    from llmdeploy_cli.engine_env import find_executable
+
+    backend, profile, plan = resolved.backend, resolved.profile, resolved.plan
+    engine, version = backend.name, plan.engine_version or backend.newest_known
+    snapshot, source = None, ""
+    if (plan.version_source or "").startswith("dist-info"):
+        exe = find_executable(backend, profile)
+        python = engine_python(exe) if exe else None
+        if python:
+            snapshot = installed_snapshot(engine, version, python, state_dir)
+            source = f"installed {engine} {version} ({python})"
+    if snapshot is None:
+        snapshot = committed_snapshot(engine, version)
+        source = f"llmctl's snapshot of {engine} {version}"
+    if snapshot is None:
+        have = committed_versions(engine)
+        why = f"{engine} {version} is not installed where the profile points and llmctl has " + (
+            f"snapshots of {', '.join(have)} only" if have else "no snapshot of it"
+        )
+        return FlagReport(False, why, [])
+    return FlagReport(True, source, check_plan(plan, snapshot))

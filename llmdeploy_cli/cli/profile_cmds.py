@@ -66,6 +66,14 @@ def validate(
 def render(
     file: Annotated[Path, typer.Argument(help="Profile file.")],
     json_: JsonOpt = False,
+    check_flags: Annotated[
+        bool,
+        typer.Option(
+            "--check-flags",
+            help="Check every flag against the engine's real parser (the installed engine, "
+            "else llmctl's snapshot of that version).",
+        ),
+    ] = False,
 ) -> int:
     """Show the exact engine command of every step, the environment llmctl sets, generated
     files and the endpoint. Secrets are shown as ***."""
@@ -73,8 +81,13 @@ def render(
 
     r = resolve(file)
     plan = r.plan
+    report = _check_flags(r) if check_flags else None
     if json_:
-        emit_json({"name": r.profile.name, "backend": r.profile.backend, **plan.as_dict()})
+        doc = {"name": r.profile.name, "backend": r.profile.backend, **plan.as_dict()}
+        _raise_on_bad_flags(report)  # a failure prints the error envelope instead
+        if report is not None:
+            doc["flags"] = report.as_dict()
+        emit_json(doc)
         return 0
     for w in plan.warnings:
         warn(w)
@@ -91,7 +104,41 @@ def render(
         out()
     ep = plan.endpoint
     out(f"# endpoint {ep.base_url}  model={ep.model}")
+    if report is not None:
+        for p in report.problems:
+            (warn if p.level == "warn" else error_text)(f"{p.step}: {p.message}")
+        if not report.failed:
+            info(f"flags checked against {report.source}: all exact")
+    _raise_on_bad_flags(report)
     return 0
+
+
+def _check_flags(resolved):
+    from llmdeploy_cli.errors import PreflightError
+    from llmdeploy_cli.flagcheck import check_resolved
+    from llmdeploy_cli.resolve import state_dir
+
+    report = check_resolved(resolved, state_dir())
+    if not report.checked:
+        raise PreflightError(
+            f"cannot check flags: {report.source}",
+            hint="install the engine where the profile's runtime points, or set "
+            "runtime.engine_version to a version llmctl has a snapshot of",
+        )
+    return report
+
+
+def _raise_on_bad_flags(report) -> None:
+    from llmdeploy_cli.errors import UsageError
+
+    if report is None or not report.failed:
+        return
+    bad = [p for p in report.problems if p.level == "fail"]
+    raise UsageError(
+        f"{len(bad)} rendered flag(s) are not accepted by {report.source}: {bad[0].message}",
+        hint="fix the profile key or extra_args entry that produced it",
+        details=[p.as_dict() for p in bad],
+    )
 
 
 def _multiline(argv: list[str]) -> str:

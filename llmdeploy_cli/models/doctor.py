@@ -304,18 +304,42 @@ def check_engine(backend: Backend, profile: Profile) -> list[Problem]:
 
 
 def check_engine_flags(backend: Backend, profile: Profile, plan: Plan) -> Problem:
-    """Hook: every rendered flag accepted by the installed engine's CLI parser.
+    """Every rendered flag is an exact option of the engine's parser (llmdeploy_cli.flagcheck):
+    the installed engine's own parser when its version was read from its environment, else
+    llmctl's committed snapshot of the version rendered for."""
+    from llmdeploy_cli.errors import PreflightError
+    from llmdeploy_cli.flagcheck import check_resolved
+    from llmdeploy_cli.resolve import Resolved, state_dir
 
-    Flag snapshots of each engine version are built by another issue; until they exist this
-    check is skipped, saying so.
-    """
-    return Problem(
-        "engine.flags",
-        "skip",
-        f"no flag snapshot of {backend.name} yet: the rendered flags are not checked against "
-        "the installed engine",
-        fix="run `llmctl render` and compare with the engine's --help",
-    )
+    try:
+        report = check_resolved(Resolved(profile, backend, plan), state_dir())
+    except PreflightError as e:
+        return Problem("engine.flags", "warn", e.message, fix=e.hint)
+    if not report.checked:
+        return Problem(
+            "engine.flags",
+            "skip",
+            f"flags not checked: {report.source}",
+            fix="install the engine where runtime points, or pin runtime.engine_version",
+        )
+    bad = [p for p in report.problems if p.level == "fail"]
+    if bad:
+        return Problem(
+            "engine.flags",
+            "fail",
+            f"{len(bad)} rendered flag(s) rejected by {report.source}: "
+            + "; ".join(p.message for p in bad[:3]),
+            fix="fix the profile key or extra_args entry that produced them",
+        )
+    forwarded = [p for p in report.problems if p.level == "warn"]
+    if forwarded:
+        return Problem(
+            "engine.flags",
+            "warn",
+            "; ".join(p.message for p in forwarded[:3]),
+            fix="check these keys against the model's own parameters",
+        )
+    return Problem("engine.flags", "pass", f"every flag is exact for {report.source}")
 
 
 # -- GPU -----------------------------------------------------------------------------------
