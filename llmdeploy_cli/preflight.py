@@ -11,7 +11,6 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from llmdeploy_cli.backend import OFFLINE_ENV
 from llmdeploy_cli.errors import PreflightError, Problem
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -124,29 +123,10 @@ def problems(r: Resolved, *, environ=None, check_running: bool = True) -> list[P
         if path is not None:
             found.extend(model_problems(path, backend))
 
+        found.extend(_gpu_problems(r, path))
+
     if profile.offline:
-        env = plan.server.command.env
-        missing = [k for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE") if k in OFFLINE_ENV]
-        missing = [k for k in missing if env.get(k) != "1" and environ.get(k) != "1"]
-        if missing:
-            found.append(
-                Problem(
-                    "offline",
-                    "fail",
-                    f"offline: true but {', '.join(missing)} not set for the engine",
-                    "set them in the profile's env: (the backend should have; report it)",
-                )
-            )
-        if profile.model_path() is None:
-            found.append(
-                Problem(
-                    "offline",
-                    "warn",
-                    f"offline: true and model.source '{profile.model.source}' is not a local "
-                    "folder: the engine must find it in its cache",
-                    "download it first (llmctl pull PROFILE) or point model.source at a folder",
-                )
-            )
+        found.extend(_offline_problems(r, environ))
 
     if profile.server.api_key_env and not environ.get(profile.server.api_key_env):
         found.append(
@@ -165,6 +145,53 @@ def problems(r: Resolved, *, environ=None, check_running: bool = True) -> list[P
                 "warn",
                 f"hub.token_env names {profile.hub.token_env}, which is not set",
                 f"export {profile.hub.token_env}=... if the model is gated",
+            )
+        )
+    return found
+
+
+def _gpu_problems(r: Resolved, model_dir: Path | None) -> list[Problem]:
+    """GPU count and memory against the profile, only where a GPU is there (DESIGN §1.3);
+    without one the engine itself says what it needs."""
+    if r.profile.resources.device == "cpu":
+        return []
+    try:
+        from llmdeploy_cli.models.doctor import check_gpu
+        from llmdeploy_cli.models.plan import query_gpus
+
+        gpus, why = query_gpus()
+        if not gpus:
+            return []
+        probs = check_gpu(r.profile, model_dir, r.plan, gpu_query=lambda: (gpus, why))
+    except Exception:  # noqa: BLE001 - an estimate that breaks must not block serving
+        return []
+    return [p for p in probs if p.level in ("fail", "warn")]
+
+
+def _offline_problems(r: Resolved, environ) -> list[Problem]:
+    """Every variable the engine needs to stay offline (models/doctor.py), plus a warning
+    when the model is not a local folder."""
+    profile, plan = r.profile, r.plan
+    found: list[Problem] = []
+    try:
+        from llmdeploy_cli.models.doctor import check_offline
+
+        found += [p for p in check_offline(profile, plan, environ) if p.level in ("fail", "warn")]
+    except ImportError:  # pragma: no cover
+        env = {**environ, **plan.server.command.env}
+        for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+            if env.get(k) != "1":
+                found.append(
+                    Problem("offline", "fail", f"offline: true but {k} is not set", f"env.{k}: 1")
+                )
+    if profile.model_path() is None:
+        found.append(
+            Problem(
+                "offline",
+                "warn",
+                f"offline: true and model.source '{profile.model.source}' is not a local "
+                "folder: the engine must find it in its cache",
+                "download it first (llmctl pull PROFILE) or point model.source at a folder",
             )
         )
     return found

@@ -225,6 +225,13 @@ def test_preflight_api_key_offline_and_running(tmp_path, monkeypatch):
             preflight.check(resolve(p))
     finally:
         lock.release()
+    # An offline profile whose env undoes an offline variable fails, naming it.
+    p2 = tmp_path / "k2.yml"
+    p2.write_text(
+        p.read_text().replace("name: k\n", "name: k2\n") + "env:\n  HF_HUB_OFFLINE: '0'\n"
+    )
+    bad = [x for x in preflight.problems(resolve(p2)) if x.level == "fail"]
+    assert any("HF_HUB_OFFLINE" in x.message for x in bad), bad
     assert preflight.check(resolve(p)) == [
         x for x in preflight.problems(resolve(p)) if x.level == "warn"
     ]
