@@ -55,7 +55,9 @@ def test_complete_offline_profile(vllm_profile):
     assert checks["model.files"].level == "pass"
     for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
         assert checks[f"offline.env.{var}"].level == "pass"
-    assert checks["engine.flags"].level == "skip"
+    # not installed here: checked against llmctl's committed snapshot of that vLLM version
+    assert checks["engine.flags"].level == "pass"
+    assert "snapshot of vllm" in checks["engine.flags"].message
     assert checks["gpu"].level == "pass" and "H100" in checks["gpu"].message
     assert checks["gpu.memory"].level == "pass"
     assert checks["port"].level == "pass"
@@ -141,10 +143,10 @@ def test_port_in_use(write_profile, tiny_model):
         s.close()
 
 
-def test_flags_hook_is_a_named_skip(vllm_profile):
+def test_flags_check_without_a_snapshot_is_a_named_skip(vllm_profile):
     from llmdeploy_cli.resolve import resolve
 
-    r = resolve(vllm_profile, {})
+    r = resolve(vllm_profile, {}, engine_version="0.20.0")  # no snapshot of this version
     check = check_engine_flags(r.backend, r.profile, r.plan)
     assert check.check == "engine.flags" and check.level == "skip" and "snapshot" in check.message
 
@@ -197,3 +199,18 @@ def test_tokenizer_from_elsewhere_and_remote_code_warning(write_profile, tiny_mo
     checks = _by(run_doctor(p, environ={}, gpu_query=no_gpu))
     assert checks["model.files"].level == "pass"
     assert checks["model.remote_code"].level == "warn"
+
+
+def test_wrong_flag_fails_the_flags_check(write_profile):
+    p = write_profile(
+        """
+        name: v
+        backend: vllm
+        model: {source: Qwen/Qwen2.5-0.5B}
+        runtime: {engine_version: 0.33.0}
+        extra_args: ["--max-model", "2048"]
+        """,
+        name="bad-flag.yml",
+    )
+    flags = _by(run_doctor(p, environ={}, gpu_query=one_gpu()))["engine.flags"]
+    assert flags.level == "fail" and "--max-model" in flags.message and flags.fix
