@@ -181,7 +181,12 @@ class Runner:
                 self._stop(child)
                 return
             self.ops.stop_child(child)  # the leader is gone; take the rest of its group
-            err = EngineExited(rc, f"the engine exited with status {rc} after it was ready")
+            make = getattr(self.ops, "exit_error", None)  # optional: adds log tail, diagnosis
+            err = (
+                make(rc)
+                if make is not None
+                else EngineExited(rc, f"the engine exited with status {rc} after it was ready")
+            )
             if not self._after_failure(err):
                 raise err
             if not self.ops.sleep(self._delay):

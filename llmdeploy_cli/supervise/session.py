@@ -188,6 +188,11 @@ class ServeSession:
             if self.stop_event.wait(0.05):
                 return None
 
+    def exit_error(self, rc: int) -> LlmctlError:
+        return self._explain(
+            EngineExited(rc, f"the engine exited with status {rc} after it was ready")
+        )
+
     def stop_child(self, child: Child) -> None:
         if child.poll() is None:
             self.log.note(

@@ -242,3 +242,17 @@ def test_foreground_kill9_leaves_nothing(tiny_model, profile_file):
         assert read_state("fg-kill9") is None
     finally:
         kill_quietly(st["pgid"])
+
+
+def test_foreground_engine_crash_after_ready_fails_with_policy_no(tiny_model, profile_file):
+    proc, st = _foreground(profile_file, tiny_model, "fg-crash")
+    try:
+        os.kill(st["engine_pid"], signal.SIGKILL)
+        assert proc.wait(30) == 1
+        err = proc.stderr.read()
+        assert "the engine exited with status -9 after it was ready" in err
+        assert "log:" in err and read_state("fg-crash") is None
+        assert group_left(st["pgid"]) == []
+    finally:
+        proc.kill()
+        kill_quietly(st["pgid"])
