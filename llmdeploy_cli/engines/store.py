@@ -1,0 +1,163 @@
+"""Where engine environments live, their manifests, and `engine:NAME[@VERSION]` references.
+
+Layout: ENGINES_DIR/NAME-VERSION-DEVICE/ is a virtual environment with a manifest,
+`llmctl-engine.json`, written atomically as the last step of a successful install: a folder
+without one is an install that did not finish (or is running) and is never used.
+ENGINES_DIR is $LLMCTL_ENGINES_DIR, else STATE_DIR/engines. Nothing here spawns a process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+MANIFEST = "llmctl-engine.json"
+INSTALLING = ".llmctl-installing"  # marker of an install in progress or interrupted
+REF_PREFIX = "engine:"
+_REF = re.compile(
+    r"^(?P<name>[A-Za-z0-9_.-]+?)(?:@(?P<version>[^@:\s/]+))?(?::(?P<device>cpu|cuda))?$"
+)
+
+
+def engines_dir() -> Path:
+    env = os.environ.get("LLMCTL_ENGINES_DIR")
+    if env:
+        return Path(env).expanduser()
+    from llmdeploy_cli.resolve import state_dir
+
+    return state_dir() / "engines"
+
+
+def env_dir(name: str, version: str, device: str, base: Path | None = None) -> Path:
+    return (base or engines_dir()) / f"{name}-{version}-{device}"
+
+
+@dataclass(frozen=True)
+class InstalledEngine:
+    path: Path
+    manifest: dict
+
+    @property
+    def name(self) -> str:
+        return self.manifest.get("engine", "")
+
+    @property
+    def version(self) -> str:
+        return self.manifest.get("version", "")
+
+    @property
+    def device(self) -> str:
+        return self.manifest.get("device", "")
+
+    def dist_version(self) -> str | None:
+        """The engine distribution's version read from its dist-info in the env."""
+        from llmdeploy_cli.engine_env import _dist_version, _site_packages
+
+        dist = self.manifest.get("distribution") or self.name
+        for site in _site_packages(self.path):
+            found = _dist_version(site, dist)
+            if found:
+                return found[0]
+        return None
+
+    def as_dict(self) -> dict:
+        d = dict(self.manifest)
+        d["path"] = str(self.path)
+        d["installed_version"] = self.dist_version()
+        d["ref"] = f"{REF_PREFIX}{self.name}@{self.version}:{self.device}"
+        return d
+
+
+def read_manifest(path: Path) -> dict | None:
+    try:
+        doc = json.loads((path / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) and doc.get("engine") else None
+
+
+def write_manifest(path: Path, doc: dict) -> None:
+    from llmdeploy_cli.fsutil import atomic_write
+
+    atomic_write(path / MANIFEST, json.dumps(doc, indent=2, sort_keys=True) + "\n")
+
+
+def installed(name: str | None = None, base: Path | None = None) -> list[InstalledEngine]:
+    """Complete installs (those with a manifest), newest version first within a name."""
+    from llmdeploy_cli.engine_env import version_tuple
+
+    root = base or engines_dir()
+    out = []
+    if root.is_dir():
+        for child in root.iterdir():
+            if not child.is_dir() or (child / INSTALLING).exists():
+                continue
+            doc = read_manifest(child)
+            if doc is None or (name is not None and doc.get("engine") != name):
+                continue
+            out.append(InstalledEngine(child, doc))
+    out.sort(key=lambda e: (e.name, [-x for x in version_tuple(e.version)], e.device))
+    return out
+
+
+def unfinished(base: Path | None = None) -> list[Path]:
+    """Folders left by installs that did not finish (or are still running)."""
+    root = base or engines_dir()
+    if not root.is_dir():
+        return []
+    return sorted(c for c in root.iterdir() if c.is_dir() and (c / INSTALLING).exists())
+
+
+def parse_ref(text: str) -> tuple[str, str | None, str | None]:
+    """'engine:xinference@4.1.0:cpu' -> ('xinference', '4.1.0', 'cpu'); version, device optional."""
+    from llmdeploy_cli.errors import UsageError
+
+    m = _REF.match(text.removeprefix(REF_PREFIX).strip())
+    if not m:
+        raise UsageError(
+            f"not an engine reference: {text!r}",
+            hint="write engine:NAME, engine:NAME@VERSION or engine:NAME@VERSION:DEVICE",
+        )
+    return m["name"], m["version"], m["device"]
+
+
+def resolve_ref(text: str, device: str | None = None, base: Path | None = None) -> Path:
+    """The env an `engine:` reference names. Pure lookup; never installs.
+
+    Among complete installs of NAME whose version is VERSION (or starts with VERSION.),
+    the device written in the reference, else the profile's device (cpu/cuda), else any;
+    newest version first, and cuda before cpu when the device is not known. When nothing
+    matches, the folder an install would create (so `render` shows where it would be and
+    preflight reports the executable missing).
+    """
+    from llmdeploy_cli.engines.catalog import RECIPES
+
+    name, version, ref_device = parse_ref(text)
+    want = ref_device or (device if device in ("cpu", "cuda") else None)
+    cands = [
+        e
+        for e in installed(name, base)
+        if version is None or e.version == version or e.version.startswith(version + ".")
+    ]
+    if want:
+        cands = [e for e in cands if e.device == want]
+    else:
+        cands.sort(key=lambda e: e.device != "cuda")  # stable: keeps newest-first order
+    if cands:
+        return cands[0].path
+    recipe = RECIPES.get(name)
+    fallback_version = version or (recipe.default_version if recipe else "unknown")
+    return env_dir(name, fallback_version, want or "cpu", base)
+
+
+def remove(path: Path) -> None:
+    """Delete one engine env, only if it is one (manifest or install marker present)."""
+    if not ((path / MANIFEST).exists() or (path / INSTALLING).exists()):
+        from llmdeploy_cli.errors import LlmctlError
+
+        raise LlmctlError(f"{path} is not an llmctl engine environment; not removing it")
+    shutil.rmtree(path)
