@@ -28,6 +28,11 @@ class EngineVersion:
 def env_prefix(profile: Profile) -> Path | None:
     """The environment the profile says holds the engine (venv or conda), if any."""
     rt = profile.runtime
+    if rt.venv and rt.venv.startswith("engine:"):
+        # an env made by `llmctl engine install` (docs/engines.md)
+        from llmdeploy_cli.engines.store import resolve_ref
+
+        return resolve_ref(rt.venv, device=profile.resources.device)
     if rt.venv:
         return Path(os.path.expanduser(rt.venv))
     if rt.conda_env:

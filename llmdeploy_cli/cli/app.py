@@ -34,6 +34,7 @@ COMMAND_MODULES = [
     "llmdeploy_cli.cli.smoke_cmd",  # smoke
     "llmdeploy_cli.cli.export_cmd",  # export
     "llmdeploy_cli.cli.bench_cmd",  # bench
+    "llmdeploy_cli.cli.engine_cmds",  # engine install, list, remove
 ]
 
 _debug = os.environ.get("LLMCTL_DEBUG") == "1"
