@@ -174,11 +174,14 @@ def xinference() -> list[dict]:
 
 
 def infinity() -> list[dict]:
+    """`infinity_emb v2`: the Typer app of infinity_emb.cli (named `tp`; defined only when
+    typer and uvicorn, the `server` extra, are importable)."""
     from infinity_emb import cli
 
-    return [
-        {"command": "infinity_emb v2", "options": _click_options(_typer_command(cli.app, "v2"))}
-    ]
+    app = getattr(cli, "tp", None) or getattr(cli, "app", None)
+    if app is None:
+        raise RuntimeError("infinity_emb.cli has no Typer app: is the server extra (typer) there?")
+    return [{"command": "infinity_emb v2", "options": _click_options(_typer_command(app, "v2"))}]
 
 
 def transformers() -> list[dict]:
