@@ -1,7 +1,8 @@
 """Staged readiness (DESIGN.md §5): is the endpoint really serving?
 
-    alive -> port accepting -> health (backend.probe) -> model listed under its exact name
-          -> one real completion (profile.health.require_completion)
+    alive -> port accepting -> health (backend.probe) -> [after-ready steps]
+          -> model listed under its exact name -> one real completion
+             (profile.health.require_completion)
 
 - every poll first checks the engine is still alive: a crash while loading fails at once;
 - while the port refuses, connection attempts back off (5 ms doubling to 20 ms: a refused
@@ -144,10 +145,13 @@ def wait_ready(
     timeout: float | None = None,
     deadlines: Deadlines | None = None,
     client: httpx.Client | None = None,
+    after_health: Callable[[], None] | None = None,
 ) -> Result:
     """Walk the ladder. `alive()` returns the engine's exit status once it has exited (None
     while it runs); `activity()` the monotonic time of its last log output; `stop()` is
-    true once the caller wants to give up. Raises Crashed, NotReadyError, Interrupted."""
+    true once the caller wants to give up. `after_health()` runs once the health rung
+    passes (the backend's after-ready steps: a model must be pulled, created or launched
+    before it can be listed). Raises Crashed, NotReadyError, Interrupted."""
     import httpx
 
     dl = deadlines or Deadlines.for_profile(backend, profile)
@@ -214,6 +218,11 @@ def wait_ready(
                 break
             time.sleep(POLL_S)
         res.timings["health"] = time.monotonic() - t
+        if after_health is not None:
+            t = enter("after_ready")
+            after_health()
+            res.timings["after_ready"] = time.monotonic() - t
+            clock = _Clock("model", dl.load, extend, activity, overall)
         if backend.lists_models:
             t = enter("model")
             clock.phase = "model"

@@ -235,8 +235,9 @@ class ServeSession:
 
     # -- readiness and after_ready ----------------------------------------------------------
     def _ready_ladder(self, child: Child | None, first: bool) -> None:
-        import httpx
-
+        """The readiness ladder with the backend's after-ready steps between the health
+        rung and the model rung: a model Ollama must pull or create (or Xinference must
+        launch) is listed only after them."""
         from llmdeploy_cli import readiness
 
         def on_phase(name: str) -> None:
@@ -254,6 +255,7 @@ class ServeSession:
                 stop=self.stop_event.is_set,
                 on_phase=on_phase,
                 timeout=self.timeout if first else None,
+                after_health=lambda: self._after_ready(child),
             )
         except readiness.Interrupted:
             raise Stopped() from None
@@ -268,7 +270,9 @@ class ServeSession:
             + ", ".join(f"{k} {v:.3f} s" for k, v in self.readiness.timings.items())
         )
 
-        on_phase("after_ready")
+    def _after_ready(self, child: Child | None) -> None:
+        import httpx
+
         headers = {}
         key = self.endpoint.api_key(self.environ)
         if key:

@@ -79,7 +79,7 @@ def test_detached_ready_doc(shared):
     assert Path(doc["log"]).is_file()
     assert doc["smoke"]["ok"] is True
     timings = doc["readiness"]["timings_s"]
-    assert set(timings) == {"port", "health", "completion"}  # model rung skipped
+    assert set(timings) == {"port", "health", "after_ready", "completion"}  # no model rung
     assert doc["readiness"]["skipped"] == ["model"]
 
 
