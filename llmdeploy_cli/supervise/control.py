@@ -76,6 +76,13 @@ def start_detached(
             if st is not None and st.supervisor_pid == proc.pid:
                 st_mod.clean_stale(st)  # it died without a word: take what is left down
             tail = _tail_text(slog)
+            said = [ln for ln in tail.splitlines() if ln.startswith("llmctl supervisor: ")]
+            if said and proc.returncode and proc.returncode > 0:
+                # It failed before it could write a state (a profile error, a lost race
+                # for the run lock): its own words and exit code.
+                raise error_from_doc(
+                    {"code": proc.returncode, "message": said[-1].split(": ", 1)[1]}
+                )
             raise LlmctlError(
                 f"the llmctl supervisor exited with status {proc.returncode} before the "
                 "server was ready",

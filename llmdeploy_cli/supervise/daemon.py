@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         session.run()
     except LlmctlError as e:
-        print(f"llmctl supervisor: {e.message}", file=sys.stderr)
+        print(f"llmctl supervisor: {e.message}", file=sys.stderr, flush=True)
         return int(e.code)
     return 0
 

@@ -294,3 +294,23 @@ def test_reused_pid_is_not_signalled():
     finally:
         bystander.kill()
         bystander.wait()
+
+
+def test_lost_race_for_the_run_lock_is_a_preflight_failure(
+    tiny_model, fake_engine, profile_file, monkeypatch
+):
+    """Two serves that both passed preflight: the supervisor that loses the lock says so."""
+    from llmdeploy_cli.errors import PreflightError
+    from llmdeploy_cli.supervise import control, state
+
+    p = profile_file("raced", tiny_model, f"runtime:\n  executable: {fake_engine('hang')}\n")
+    lock = state.RunLock("raced")
+    assert lock.acquire()  # the winner
+    try:
+        bin_dir = os.path.dirname(sys.executable)
+        monkeypatch.setenv("PATH", bin_dir + os.pathsep + os.environ["PATH"])
+        with pytest.raises(PreflightError, match="already being served"):
+            control.start_detached(p, "raced", port=None, timeout=30)
+    finally:
+        lock.release()
+    assert read_state("raced") is None
