@@ -36,17 +36,27 @@ def info(text: str) -> None:
 
 
 def warn(text: str) -> None:
-    err_console().print(f"[yellow]warning:[/yellow] {_escape(text)}")
+    _plain_stderr(_paint("warning:", "33") + " " + text)
 
 
 def error_text(message: str, hint: str | None = None) -> None:
-    c = err_console()
-    c.print(f"[bold red]error:[/bold red] {_escape(message)}")
+    _plain_stderr(_paint("error:", "1;31") + " " + message)
     if hint:
-        c.print(f"  [dim]hint:[/dim] {_escape(hint)}")
+        _plain_stderr("  " + _paint("hint:", "2") + " " + hint)
 
 
-def _escape(text: str) -> str:
-    from rich.markup import escape
+# Warnings and errors are single lines: written without Rich, so a command that only warns
+# (render, validate) does not pay for importing it.
 
-    return escape(text)
+
+def _plain_stderr(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+def _paint(text: str, sgr: str) -> str:
+    import os
+
+    if os.environ.get("NO_COLOR") or not sys.stderr.isatty():
+        return text
+    return f"\033[{sgr}m{text}\033[0m"
