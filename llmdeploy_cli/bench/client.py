@@ -206,6 +206,68 @@ async def send(
     return rec
 
 
+def embeddings_body(model: str, texts: list[str]) -> dict:
+    return {"model": model, "input": texts, "encoding_format": "float"}
+
+
+async def send_embeddings(
+    client: httpx.AsyncClient, url: str, body: dict, rec: RequestRecord
+) -> RequestRecord:
+    """POST /v1/embeddings (not streamed) and fill `rec`: E2E ends when the body is read.
+
+    `rec.prompt_tokens` comes from `usage.prompt_tokens`; an answer whose `data` does not
+    hold one vector per input is a failure (`bad_answer`). Never raises except cancellation.
+    """
+    import httpx
+
+    headers = {"x-request-id": rec.request_id} if rec.request_id else None
+    rec.sent = now()
+    try:
+        resp = await client.post(url, json=body, headers=headers)
+        rec.done = rec.last_choice = now()
+        rec.status = resp.status_code
+        if resp.status_code != 200:
+            rec.error_class = f"http_{resp.status_code}"
+            rec.error = _error_message(resp.status_code, resp.content)
+            return rec
+        try:
+            doc = resp.json()
+        except ValueError:
+            rec.error_class, rec.error = "bad_answer", f"not JSON: {resp.text[:200]}"
+            return rec
+    except asyncio.CancelledError:
+        rec.error_class, rec.error = "interrupted", "stopped before the answer ended"
+        rec.done = now()
+        raise
+    except httpx.ConnectTimeout as e:
+        rec.error_class, rec.error = "connect_timeout", str(e) or "connect timed out"
+    except httpx.ConnectError as e:
+        rec.error_class, rec.error = "connect", str(e) or "connection refused"
+    except httpx.TimeoutException as e:
+        rec.error_class, rec.error = "timeout", str(e) or type(e).__name__
+    except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as e:
+        rec.error_class, rec.error = "disconnected", str(e) or type(e).__name__
+    except httpx.HTTPError as e:
+        rec.error_class, rec.error = type(e).__name__, str(e)
+    if rec.error_class:
+        rec.done = rec.done or now()
+        return rec
+    data = doc.get("data") if isinstance(doc, dict) else None
+    want = len(body["input"])
+    if not isinstance(data, list) or len(data) != want:
+        got = len(data) if isinstance(data, list) else "no"
+        rec.error_class = "bad_answer"
+        rec.error = f"asked for {want} embeddings, got {got} (answer: {str(doc)[:200]})"
+        return rec
+    rec.ok = True
+    rec.inputs = want
+    usage = doc.get("usage") if isinstance(doc, dict) else None
+    pt = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+    if isinstance(pt, int) and pt > 0:
+        rec.prompt_tokens, rec.prompt_source = pt, "usage"
+    return rec
+
+
 def _count_tokens(rec: RequestRecord, usage, tokenizer, prompt_len) -> None:
     ct = usage.get("completion_tokens") if isinstance(usage, dict) else None
     if isinstance(ct, int) and ct > 0:
@@ -221,4 +283,4 @@ def _count_tokens(rec: RequestRecord, usage, tokenizer, prompt_len) -> None:
         rec.prompt_tokens, rec.prompt_source = prompt_len, "local"
 
 
-__all__ = ["make_client", "now", "request_body", "send"]
+__all__ = ["embeddings_body", "make_client", "now", "request_body", "send", "send_embeddings"]

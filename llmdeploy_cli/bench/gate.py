@@ -66,14 +66,15 @@ def parse_gate(text: str, known: list[str]) -> Gate:
     except ValueError:
         raise UsageError(f"bad --fail-if {text!r}: {raw!r} is not a number") from None
     if key not in known and not key.startswith("llmctl."):
-        close = difflib.get_close_matches(key, known, n=4, cutoff=0.5)
-        hint = (
-            f"did you mean {', '.join(close)}?"
-            if close
-            else f"known keys: {', '.join(sorted(known))}"
-        )
-        raise UsageError(f"--fail-if: unknown result key '{key}'", hint=hint)
+        raise UsageError(f"--fail-if: unknown result key '{key}'", hint=known_hint(key, known))
     return Gate(key, op, limit, text.strip())
+
+
+def known_hint(key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=4, cutoff=0.5)
+    if close:
+        return f"did you mean {', '.join(close)}?"
+    return f"known keys: {', '.join(sorted(known))}"
 
 
 def parse_gates(texts: list[str] | None, known: list[str]) -> list[Gate]:
@@ -88,4 +89,4 @@ def evaluate(gates: list[Gate], result: dict) -> list[dict]:
     return out
 
 
-__all__ = ["Gate", "OPS", "evaluate", "lookup", "parse_gate", "parse_gates"]
+__all__ = ["Gate", "OPS", "evaluate", "known_hint", "lookup", "parse_gate", "parse_gates"]

@@ -50,6 +50,7 @@ class RequestRecord:
     kinds: set[str] = field(default_factory=set)  # content, reasoning, tool_calls
     finish_reason: str | None = None
     request_id: str | None = None
+    inputs: int = 0  # embeddings: texts in this request's batch
 
     # -- derived, in seconds -----------------------------------------------------------------
     @property
@@ -253,6 +254,48 @@ def compute(
     return res, extra
 
 
+def compute_embeddings(
+    records: Sequence[RequestRecord], duration: float, *, percentiles=PERCENTILES
+) -> tuple[dict, dict]:
+    """(vLLM-named keys, llmctl-only fields) for an embeddings run.
+
+    vLLM's pooling results carry completed, failed, total_input_tokens, request_throughput,
+    total_token_throughput and the e2el statistics; inputs (texts) per second is llmctl's
+    own, under `embedding`.
+    """
+    ok = [r for r in records if r.ok]
+    failed = [r for r in records if not r.ok and r.error_class != "interrupted"]
+    dur = duration if duration > 0 else float("nan")
+
+    def rate(x: float) -> float | None:
+        return None if math.isnan(dur) else x / dur
+
+    tokens = sum(r.prompt_tokens for r in ok)
+    inputs = sum(r.inputs for r in ok)
+    res: dict = {
+        "duration": duration,
+        "completed": len(ok),
+        "failed": len(failed),
+        "total_input_tokens": tokens,
+        "request_throughput": rate(len(ok)),
+        "total_token_throughput": rate(tokens),
+        **summarize("e2el", [r.e2el for r in ok if r.e2el is not None], percentiles),
+    }
+    lags = [r.send_lag for r in records if r.sent > 0]
+    extra = {
+        "embedding": {"total_inputs": inputs, "input_throughput": rate(inputs)},
+        "send_lag": {
+            **summarize("send_lag", lags, percentiles),
+            "max_send_lag_ms": max(lags) * 1000.0 if lags else None,
+        },
+        "prompt_token_source": dict(Counter(r.prompt_source for r in ok if r.prompt_source)),
+        "failures": dict(Counter(r.error_class for r in failed)),
+        "failure_examples": _examples(failed),
+        "interrupted_requests": sum(r.error_class == "interrupted" for r in records),
+    }
+    return res, extra
+
+
 def _examples(failed: Sequence[RequestRecord]) -> dict[str, str]:
     out: dict[str, str] = {}
     for r in failed:
@@ -266,13 +309,20 @@ def result_keys(percentiles=PERCENTILES, *, queue_metrics: bool = True) -> list[
     res, _ = compute(
         [], 1.0, goodput={"ttft": 1.0}, percentiles=percentiles, queue_metrics=queue_metrics
     )
-    return [k for k in res]
+    return list(res)
+
+
+def embedding_result_keys(percentiles=PERCENTILES) -> list[str]:
+    """Every numeric top-level key an embeddings result can carry."""
+    return list(compute_embeddings([], 1.0, percentiles=percentiles)[0])
 
 
 __all__ = [
     "PERCENTILES",
     "RequestRecord",
     "compute",
+    "compute_embeddings",
+    "embedding_result_keys",
     "is_good",
     "mean",
     "parse_goodput",

@@ -12,11 +12,20 @@ A run that loses its server (several refused connections in a row) stops sending
 returns what it measured, failures counted; Ctrl-C (SIGINT) does the same, with the
 requests in flight marked interrupted. The core never prints: progress goes through the
 `progress` callback.
+
+Embeddings (`task="embedding"`): each request POSTs `batch_size` texts to /v1/embeddings;
+latency is E2E only, throughput in requests, inputs and prompt tokens per second.
+
+Workers (`workers=N`): steps 1-2 run here, then N processes each send every N-th request
+of the same precomputed schedule (request i goes to worker i % N), all against one start
+time on the shared monotonic clock; a concurrency cap is split between them. Their records
+are merged and measured as one run, so the result is the same document.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import signal
 import threading
@@ -25,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from llmdeploy_cli.bench import client as bc
-from llmdeploy_cli.bench.metrics import PERCENTILES, RequestRecord, compute
+from llmdeploy_cli.bench.metrics import PERCENTILES, RequestRecord, compute, compute_embeddings
 from llmdeploy_cli.bench.schedule import arrivals, schedule
 from llmdeploy_cli.bench.workload import Prompt, Tokenizer, Workload
 from llmdeploy_cli.errors import LlmctlError, UnreachableError, UsageError
@@ -53,6 +62,10 @@ class BenchConfig:
     check: bool = True
     percentiles: tuple = PERCENTILES
     detailed: bool = False
+    task: str = "chat"  # chat | embedding
+    batch_size: int = 1  # embedding: texts per request
+    workers: int = 1  # processes sending the schedule
+    shard: tuple[int, int] = (0, 1)  # (this worker, workers): set by the worker pool
 
 
 @dataclass
@@ -71,6 +84,10 @@ def run_bench(cfg: BenchConfig, progress: Progress | None = None) -> BenchRun:
     import gc
 
     _validate(cfg)
+    if cfg.workers > 1:
+        from llmdeploy_cli.bench.workers import run_workers
+
+        return run_workers(cfg, progress)
     # Move everything alive now out of the collector's sight (as vLLM's bench does), so a
     # full collection during the run is short and never stalls a chunk's timestamp.
     gc.collect()
@@ -101,16 +118,24 @@ def _validate(cfg: BenchConfig) -> None:
         )
     if not cfg.workload.prompts:
         raise UsageError("no prompts to send")
+    if cfg.task not in ("chat", "embedding"):
+        raise UsageError(f"bench measures chat and embedding endpoints, not '{cfg.task}'")
+    if cfg.batch_size < 1:
+        raise UsageError("--batch-size must be >= 1")
+    if cfg.workers < 1:
+        raise UsageError("--workers must be >= 1")
 
 
 class _Run:
     def __init__(self, cfg: BenchConfig, progress: Progress | None):
         self.cfg = cfg
         self.progress = progress or (lambda ev: None)
-        self.url = cfg.base_url.rstrip("/") + "/chat/completions"
+        self.embedding = cfg.task == "embedding"
+        path = "/embeddings" if self.embedding else "/chat/completions"
+        self.url = cfg.base_url.rstrip("/") + path
         self.records: list[RequestRecord] = []
         self.tasks: set[asyncio.Task] = set()
-        self.force = cfg.force_output_len != "off"
+        self.force = cfg.force_output_len != "off" and not self.embedding
         self.notes: list[str] = list(cfg.workload.notes)
         self.server_lost = False
         self.interrupted = False
@@ -133,39 +158,69 @@ class _Run:
             return max(self.cfg.num_prompts, 1)
         return 4096
 
+    def _batch(self, i: int) -> list[Prompt]:
+        """Embeddings: the texts of request i (batch_size prompts, taken in turn)."""
+        b = self.cfg.batch_size
+        return [self._prompt(i * b + k) for k in range(b)]
+
     async def _send(self, rec: RequestRecord, prompt: Prompt, force: bool | None = None):
+        if self.embedding:
+            return await self._send_embeddings(rec, self._batch(max(rec.index, 0)))
         body = bc.request_body(self.model, prompt, self.force if force is None else force)
         return await bc.send(
             self.client, self.url, body, rec, self.cfg.tokenizer, prompt.prompt_len
         )
 
+    async def _send_embeddings(self, rec: RequestRecord, batch: list[Prompt]):
+        texts = [p.messages[-1].get("content") or "" for p in batch]
+        await bc.send_embeddings(self.client, self.url, bc.embeddings_body(self.model, texts), rec)
+        lens = [p.prompt_len for p in batch]
+        if rec.ok and rec.prompt_source is None and all(n is not None for n in lens):
+            rec.prompt_tokens, rec.prompt_source = sum(lens), "local"
+        return rec
+
     # -- the run -------------------------------------------------------------------------------
     async def main(self) -> BenchRun:
+        """Prepare (model, check, warm-up), then measure, then the result."""
+        async with self._client():
+            await self.prepare()
+            t0 = bc.now()
+            await self.measure(t0)
+            end = bc.now()
+        return self._assemble(t0, end)
+
+    @contextlib.asynccontextmanager
+    async def _client(self):
         cfg = self.cfg
         self._install_sigint()
-        async with bc.make_client(self._max_connections(), cfg.timeout, cfg.api_key) as client:
-            self.client = client
-            try:
-                if not self.model:
-                    self.model = await self._first_model()
-                if cfg.check:
-                    await self._check()
-                if cfg.warmup and not self.interrupted:
-                    await self._warmup()
-                t0 = bc.now()
-                if not self.interrupted:
-                    self.dispatcher = asyncio.create_task(self._dispatch(t0))
-                    try:
-                        await self.dispatcher
-                    except asyncio.CancelledError:
-                        if not (self.interrupted or self.server_lost):
-                            raise
-                    while self.tasks:
-                        await asyncio.gather(*list(self.tasks), return_exceptions=True)
-                end = bc.now()
-            finally:
-                self._remove_sigint()
-        return self._assemble(t0, end)
+        try:
+            async with bc.make_client(self._max_connections(), cfg.timeout, cfg.api_key) as c:
+                self.client = c
+                yield
+        finally:
+            self._remove_sigint()
+
+    async def prepare(self) -> None:
+        cfg = self.cfg
+        if not self.model:
+            self.model = await self._first_model()
+        if cfg.check:
+            await self._check()
+        if cfg.warmup and not self.interrupted:
+            await self._warmup()
+
+    async def measure(self, t0: float) -> None:
+        """Send the (shard of the) schedule from t0 and wait for every answer."""
+        if self.interrupted:
+            return
+        self.dispatcher = asyncio.create_task(self._dispatch(t0))
+        try:
+            await self.dispatcher
+        except asyncio.CancelledError:
+            if not (self.interrupted or self.server_lost):
+                raise
+        while self.tasks:
+            await asyncio.gather(*list(self.tasks), return_exceptions=True)
 
     async def _first_model(self) -> str:
         ids = await self._list_models()
@@ -205,7 +260,11 @@ class _Run:
         """One request before the run, to fail early and clearly on a bad URL/model/key."""
         p0 = self._prompt(0)
         probe = Prompt(p0.messages, p0.prompt_len, min(p0.output_len or 4, 4))
-        rec = await self._send(RequestRecord(-1, request_id=f"llmctl-check-{self.run_id}"), probe)
+        check = RequestRecord(-1, request_id=f"llmctl-check-{self.run_id}")
+        if self.embedding:
+            rec = await self._send_embeddings(check, [p0])
+        else:
+            rec = await self._send(check, probe)
         if rec.error_class in ("connect", "connect_timeout"):
             raise self._unreachable()
         if rec.status == 404:
@@ -267,11 +326,16 @@ class _Run:
             offsets = arrivals(cfg.request_rate, cfg.burstiness, cfg.seed)
         sem = asyncio.Semaphore(cfg.concurrency) if cfg.concurrency else None
         self.progress({"phase": "run", "total": n, "duration": cfg.duration})
-        i = 0
-        while n is None or i < n:
+        mine, shards = cfg.shard
+        g = -1
+        while n is None or g + 1 < n:
             off = next(offsets)
+            g += 1
             if cfg.duration is not None and off >= cfg.duration:
                 break
+            if g % shards != mine:
+                continue
+            i = g
             due = t0 + off
             delay = due - bc.now()
             if delay > 0:
@@ -288,7 +352,6 @@ class _Run:
             task = asyncio.create_task(self._one(rec, self._prompt(i), sem))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
-            i += 1
             if delay <= 0:
                 await asyncio.sleep(0)  # let the sends start in order
 
@@ -340,9 +403,12 @@ class _Run:
             self._sigint = False
 
     def _on_sigint(self) -> None:
+        if self.interrupted:  # a worker may hear it twice (terminal and parent)
+            return
         self.interrupted = True
         self.notes.append("interrupted (Ctrl-C): the result holds what was measured")
-        self._remove_sigint()  # a second Ctrl-C stops at once
+        if self.cfg.shard[1] == 1:
+            self._remove_sigint()  # a second Ctrl-C stops at once
         if self.dispatcher is not None:
             self.dispatcher.cancel()
         for t in list(self.tasks) + list(getattr(self, "warmup_tasks", [])):
@@ -355,13 +421,19 @@ class _Run:
         ends = [r.done for r in recs if r.done is not None]
         duration = (max(ends) if ends else end) - t0
         queue = cfg.concurrency is not None
-        res, extra = compute(
-            recs, duration, goodput=cfg.goodput, percentiles=cfg.percentiles, queue_metrics=queue
-        )
+        if self.embedding:
+            res, extra = compute_embeddings(recs, duration, percentiles=cfg.percentiles)
+            extra["embedding"]["batch_size"] = cfg.batch_size
+        else:
+            res, extra = compute(
+                recs, duration, goodput=cfg.goodput, percentiles=cfg.percentiles,
+                queue_metrics=queue,
+            )  # fmt: skip
+        kind = "openai-embeddings" if self.embedding else "openai-chat"
         result = {
             "date": f"{datetime.now():%Y%m%d-%H%M%S}",
-            "endpoint_type": "openai-chat",
-            "backend": "openai-chat",
+            "endpoint_type": kind,
+            "backend": kind,
             "label": None,
             "model_id": self.model,
             "tokenizer_id": cfg.workload.tokenizer_id,
@@ -371,7 +443,16 @@ class _Run:
             "max_concurrency": cfg.concurrency,
             **res,
         }
-        if cfg.detailed:
+        if cfg.detailed and self.embedding:
+            result.update(
+                {
+                    "input_lens": [r.prompt_tokens for r in recs],
+                    "latencies": [r.e2el or 0.0 for r in recs],
+                    "start_times": [r.sent for r in recs],
+                    "errors": [r.error or "" for r in recs],
+                }
+            )
+        elif cfg.detailed:
             result.update(
                 {
                     "input_lens": [r.prompt_tokens for r in recs],
@@ -408,6 +489,9 @@ class _Run:
                     "timeout_s": cfg.timeout,
                     "force_output_len": cfg.force_output_len,
                     "percentiles": list(cfg.percentiles),
+                    "task": cfg.task,
+                    "batch_size": cfg.batch_size if self.embedding else None,
+                    "workers": cfg.workers,
                 },
                 "notes": self.notes,
             }

@@ -4,23 +4,40 @@ Progress on stderr (Rich, when stderr is a terminal), the summary on stdout (or 
 document with --json). Exit codes: 0 ok, 1 every request failed, 2 usage, 5 unreachable
 or the server was lost mid-run (the partial result is still printed and saved), 6 a
 --fail-if gate failed, 130 Ctrl-C (what was measured is printed and saved).
+
+A list for `--concurrency` or `--request-rate` (`1,4,16`) makes a sweep: one run per value,
+one table, one result file holding every point. `llmctl bench compare A.json B.json ...`
+(a subcommand, dispatched by `_BenchCommand`) puts results side by side with deltas and
+gates regressions against a baseline.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer.core import TyperCommand
 
 from llmdeploy_cli.cli.output import emit_json, err_console, error_text, info, out, warn
 from llmdeploy_cli.errors import ExitCode, LlmctlError, UsageError
 
 
 def register(app: typer.Typer) -> None:
-    app.command("bench")(bench)
+    app.command("bench", cls=_BenchCommand)(bench)
+
+
+class _BenchCommand(TyperCommand):
+    """`llmctl bench ...`, except `llmctl bench compare ...`, which is its own command."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        if args and args[0] == "compare":
+            cmd = typer.main.get_command(_compare_app())
+            return cmd.make_context(f"{info_name} compare", args[1:], parent=parent, **extra)
+        return super().make_context(info_name, args, parent=parent, **extra)
 
 
 def bench(
@@ -43,11 +60,17 @@ def bench(
         typer.Option("--api-key-env", help="Environment variable holding the API key."),
     ] = None,
     concurrency: Annotated[
-        int | None, typer.Option("--concurrency", "-c", help="Closed loop: at most N in flight.")
+        str | None,
+        typer.Option(
+            "--concurrency", "-c", help="Closed loop: at most N in flight; a list (1,4,16) sweeps."
+        ),
     ] = None,
     request_rate: Annotated[
-        float | None,
-        typer.Option("--request-rate", help="Open loop: requests per second (inf: all at once)."),
+        str | None,
+        typer.Option(
+            "--request-rate",
+            help="Open loop: requests per second (inf: all at once); a list (2,8,inf) sweeps.",
+        ),
     ] = None,
     burstiness: Annotated[
         float, typer.Option("--burstiness", help="Gamma shape: 1 Poisson, <1 burstier, >1 even.")
@@ -102,11 +125,30 @@ def bench(
         float, typer.Option("--timeout", help="Seconds without a byte before a request fails.")
     ] = 300.0,
     seed: Annotated[int, typer.Option("--seed", help="Seed for prompts and the schedule.")] = 0,
+    task: Annotated[
+        str | None,
+        typer.Option("--task", help="chat or embedding (default: the profile's, else chat)."),
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="Embeddings: texts per request.")
+    ] = 1,
+    workers: Annotated[
+        int,
+        typer.Option("--workers", help="Processes that send the schedule (for high rates)."),
+    ] = 1,
+    plot: Annotated[
+        Path | None,
+        typer.Option("--plot", help="Draw latency CDFs (and a sweep's curve) to FILE.png."),
+    ] = None,
     json_: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
 ) -> int:
-    """Load-test a chat endpoint: TTFT, ITL, TPOT, E2E, throughput, goodput, CI gates."""
+    """Load-test a chat or embeddings endpoint: TTFT, ITL, TPOT, E2E, throughput, goodput,
+    sweeps, plots, CI gates.
+
+    `llmctl bench compare A.json B.json ...` compares saved results (see its --help).
+    """
     from llmdeploy_cli.bench.gate import evaluate, parse_gates
-    from llmdeploy_cli.bench.metrics import parse_goodput, result_keys
+    from llmdeploy_cli.bench.metrics import embedding_result_keys, parse_goodput, result_keys
     from llmdeploy_cli.bench.runner import BenchConfig, run_bench
 
     if file is not None and str(file).split(":")[0] in ("ttft", "tpot", "e2el"):
@@ -122,25 +164,45 @@ def bench(
         slo = parse_goodput(goodput or [])
     except ValueError as e:
         raise UsageError(str(e)) from None
-    gates = parse_gates(fail_if, result_keys())
+    concs = _int_list(concurrency, "--concurrency")
+    rates = _rate_list(request_rate)
+    if len(concs) > 1 and len(rates) > 1:
+        raise UsageError("sweep one setting at a time: a list for --concurrency or for "
+                         "--request-rate, not both")  # fmt: skip
+    if task is not None and task not in ("chat", "embedding"):
+        raise UsageError(f"--task {task!r}: use chat or embedding")
+    if batch_size < 1 or workers < 1:
+        raise UsageError("--batch-size and --workers must be >= 1")
+    if plot is not None:
+        from llmdeploy_cli.bench.plot import require_matplotlib
+
+        require_matplotlib()
     notes: list[str] = []
     if num_prompts is None and duration is None:
         num_prompts = 100
-    rate = math.inf if request_rate is None else request_rate
-    if concurrency is None and request_rate is None:
-        concurrency = 1
+    if not concs and not rates:
+        concs = [1]
         notes.append("neither --concurrency nor --request-rate: one request at a time")
+    rate = rates[0] if rates else math.inf
+    conc = concs[0] if concs else None
 
-    base_url, model_name, key, tok_dir = _endpoint(file, url, model, api_key_env)
+    base_url, model_name, key, tok_dir, ep_task = _endpoint(file, url, model, api_key_env)
+    task = task or ep_task
+    if task == "embedding":
+        gates = parse_gates(fail_if, embedding_result_keys())
+    else:
+        gates = parse_gates(fail_if, result_keys())
+        if batch_size != 1:
+            raise UsageError("--batch-size is for embeddings (--task embedding)")
     workload, tok = _workload(
         dataset,
         tokenizer or tok_dir,
-        num_prompts,
+        None if num_prompts is None else num_prompts * batch_size,
         duration,
-        rate,
-        concurrency,
+        max(rates, default=rate),
+        max(concs, default=conc),
         input_len,
-        output_len,
+        None if task == "embedding" else output_len,
         range_ratio,
         seed,
     )
@@ -151,7 +213,7 @@ def bench(
         model=model_name,
         workload=workload,
         api_key=key,
-        concurrency=concurrency,
+        concurrency=conc,
         request_rate=rate,
         burstiness=burstiness,
         num_prompts=num_prompts,
@@ -163,47 +225,152 @@ def bench(
         timeout=timeout,
         tokenizer=tok,
         detailed=save_detailed,
+        task=task,
+        batch_size=batch_size,
+        workers=workers,
     )
+    if len(concs) > 1:
+        sweep, points = "concurrency", [dataclasses.replace(cfg, concurrency=c) for c in concs]
+    elif len(rates) > 1:
+        sweep, points = "request_rate", [dataclasses.replace(cfg, request_rate=r) for r in rates]
+    else:
+        sweep, points = None, [cfg]
+    runs = []
     with _Progress() as progress:
-        run = run_bench(cfg, progress)
-    result = run.result
-    checks = evaluate(gates, result) if gates else []
-    if checks:
-        result["llmctl"]["gates"] = checks
+        for i, point in enumerate(points):
+            progress.label = _point_label(sweep, point) or "bench"
+            if i > 0:  # the first point checked the endpoint and settled forcing
+                point = dataclasses.replace(point, check=False, model=runs[0].result["model_id"])
+                if not runs[0].result["llmctl"]["forced_output_len"]:
+                    point = dataclasses.replace(point, force_output_len="off")
+            runs.append(run_bench(point, progress))
+            if runs[-1].interrupted or runs[-1].server_lost:
+                break
+    checks_per_run = []
+    for run in runs:
+        checks = evaluate(gates, run.result) if gates else []
+        if checks:
+            run.result["llmctl"]["gates"] = checks
+        checks_per_run.append(checks)
+    doc = runs[0].result if sweep is None else _sweep_doc(sweep, points, runs)
     if save_result is not None:
         from llmdeploy_cli.fsutil import atomic_write
 
-        atomic_write(save_result, json.dumps(result, indent=2, default=str) + "\n")
+        atomic_write(save_result, json.dumps(doc, indent=2, default=str) + "\n")
+    if plot is not None:
+        _plot(plot, sweep, points, runs)
 
     if json_:
-        emit_json(result)
+        emit_json(doc)
     else:
-        for note in result["llmctl"]["notes"]:
+        for note in dict.fromkeys(n for run in runs for n in run.result["llmctl"]["notes"]):
             warn(note)
-        out(summary(result))
+        if sweep is None:
+            r = runs[0].result
+            out(summary_embedding(r) if task == "embedding" else summary(r))
+        else:
+            out(sweep_table(doc))
         if save_result is not None:
             info(f"result written to {save_result}")
-    return _exit(run, result, checks, save_result, json_)
+        if plot is not None:
+            info(f"plot written to {plot}")
+    return _exit(runs, [c for cs in checks_per_run for c in cs], save_result, json_)
 
 
-def _exit(run, result: dict, checks: list[dict], saved: Path | None, json_: bool) -> int:
+def _int_list(text: str | None, flag: str) -> list[int]:
+    if text is None:
+        return []
+    try:
+        values = [int(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise UsageError(f"{flag} {text!r}: give a number or a list like 1,4,16") from None
+    if not values or any(v <= 0 for v in values):
+        raise UsageError(f"{flag} must be > 0")
+    return values
+
+
+def _rate_list(text: str | None) -> list[float]:
+    if text is None:
+        return []
+    try:
+        values = [float(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise UsageError(
+            f"--request-rate {text!r}: give a number, inf, or a list like 2,8,inf"
+        ) from None
+    if not values or any(not v > 0 for v in values):
+        raise UsageError("--request-rate must be > 0 (or inf)")
+    return values
+
+
+def _point_label(sweep: str | None, cfg) -> str:
+    if sweep == "concurrency":
+        return f"concurrency={cfg.concurrency}"
+    if sweep == "request_rate":
+        r = cfg.request_rate
+        return "request_rate=inf" if math.isinf(r) else f"request_rate={r:g}"
+    return ""
+
+
+def _sweep_doc(sweep: str, points: list, runs: list) -> dict:
+    """One file for a sweep: every point's full result (vLLM keys), in order."""
+    from datetime import datetime
+
+    values = [getattr(p, sweep) for p in points]
+    return {
+        "date": f"{datetime.now():%Y%m%d-%H%M%S}",
+        "sweep": {
+            "parameter": sweep,
+            "values": ["inf" if isinstance(v, float) and math.isinf(v) else v for v in values],
+        },
+        "points": [run.result for run in runs],
+        "llmctl": {
+            "points_run": len(runs),
+            "interrupted": any(run.interrupted for run in runs),
+            "server_lost": any(run.server_lost for run in runs),
+        },
+    }
+
+
+def _plot(path: Path, sweep: str | None, points: list, runs: list) -> None:
+    from llmdeploy_cli.bench.plot import draw, series
+
+    data = [
+        series(_point_label(sweep, p), run.result, run.records)
+        for p, run in zip(points, runs, strict=False)
+    ]
+    r0 = runs[0].result
+    what = "embeddings" if r0["endpoint_type"] == "openai-embeddings" else "chat"
+    title = f"llmctl bench: {r0['model_id']} ({what}) at {r0['llmctl']['url']}"
+    try:
+        draw(path, data, title, sweep)
+    except OSError as e:
+        raise LlmctlError(f"cannot write the plot {path}: {e.strerror or e}") from None
+
+
+def _exit(runs: list, checks: list[dict], saved: Path | None, json_: bool) -> int:
     where = f"; partial result written to {saved}" if saved else ""
-    if run.interrupted:
+    completed = sum(run.result["completed"] for run in runs)
+    failed = sum(run.result["failed"] for run in runs)
+    if any(run.interrupted for run in runs):
         if not json_:
             error_text(f"interrupted{where}")
         return 130
-    if run.server_lost:
+    if any(run.server_lost for run in runs):
         if not json_:
             error_text(
-                f"lost the server mid-run: {result['completed']} completed, "
-                f"{result['failed']} failed{where}",
+                f"lost the server mid-run: {completed} completed, {failed} failed{where}",
                 "the server stopped answering (crashed or was stopped); check its log",
             )
         return int(ExitCode.UNREACHABLE)
-    if result["completed"] == 0:
+    if completed == 0:
         if not json_:
-            fails = result["llmctl"]["failures"]
-            ex = result["llmctl"]["failure_examples"]
+            fails: dict[str, int] = {}
+            ex: dict[str, str] = {}
+            for run in runs:
+                for k, v in run.result["llmctl"]["failures"].items():
+                    fails[k] = fails.get(k, 0) + v
+                ex = {**run.result["llmctl"]["failure_examples"], **ex}
             first = next(iter(fails), "none")
             error_text(
                 f"every request failed: {_fmt_failures(fails)}",
@@ -221,7 +388,7 @@ def _exit(run, result: dict, checks: list[dict], saved: Path | None, json_: bool
 
 
 def _endpoint(file, url, model, api_key_env):
-    """(base_url, model or None, api key or None, tokenizer dir or None)."""
+    """(base_url, model or None, api key or None, tokenizer dir or None, task)."""
     import os
 
     if file is not None:
@@ -234,9 +401,10 @@ def _endpoint(file, url, model, api_key_env):
             )
         r = resolve(file)
         ep = r.plan.endpoint
-        if ep.task != "chat":
+        task = "embedding" if ep.task in ("embedding", "embed", "embeddings") else ep.task
+        if task not in ("chat", "embedding"):
             raise UsageError(
-                f"bench measures chat endpoints; this profile serves '{ep.task}'",
+                f"bench measures chat and embedding endpoints; this profile serves '{ep.task}'",
             )
         env_name = api_key_env or ep.api_key_env
         key = os.environ.get(env_name) if env_name else None
@@ -248,7 +416,7 @@ def _endpoint(file, url, model, api_key_env):
             if p is not None:
                 tok_dir = p
                 break
-        return ep.base_url, model or ep.model, key, tok_dir
+        return ep.base_url, model or ep.model, key, tok_dir, task
     assert url is not None
     if not url.startswith(("http://", "https://")):
         raise UsageError(
@@ -257,7 +425,7 @@ def _endpoint(file, url, model, api_key_env):
     key = os.environ.get(api_key_env) if api_key_env else None
     if api_key_env and not key:
         raise UsageError(f"the API key variable {api_key_env} is not set")
-    return url.rstrip("/"), model, key, None
+    return url.rstrip("/"), model, key, None, "chat"
 
 
 def _auto_port(file: Path) -> bool:
@@ -302,6 +470,7 @@ class _Progress:
     def __init__(self):
         self.p = None
         self.task = None
+        self.label = "bench"
 
     def __enter__(self):
         con = err_console()
@@ -334,7 +503,7 @@ class _Progress:
             if self.task is not None:
                 self.p.remove_task(self.task)
             total = ev.get("total")
-            label = "warm-up" if phase == "warmup" else "bench"
+            label = "warm-up" if phase == "warmup" else self.label
             self.task = self.p.add_task(label, total=total, status="")
         elif phase == "request" and self.task is not None:
             status = f"failed {ev['failed']}" if ev.get("failed") else ""
@@ -411,9 +580,220 @@ def summary(r: dict) -> str:
     return "\n".join(lines)
 
 
+def summary_embedding(r: dict) -> str:
+    """An embeddings run as a text table."""
+    x = r["llmctl"]
+    emb = x["embedding"]
+    lines = [" Embeddings Benchmark Result ".center(60, "=")]
+
+    def row(label, value):
+        lines.append(f"{label:<44} {value}")
+
+    row("Successful requests:", r["completed"])
+    row("Failed requests:", r["failed"])
+    if x["failures"]:
+        row("  failures by class:", _fmt_failures(x["failures"]))
+    row("Inputs per request (batch size):", emb["batch_size"])
+    if r["max_concurrency"] is not None:
+        row("Maximum request concurrency:", r["max_concurrency"])
+    if r["request_rate"] != "inf":
+        row("Request rate configured (RPS):", _fmt(r["request_rate"]))
+    row("Benchmark duration (s):", _fmt(r["duration"]))
+    src = ", ".join(f"{k} {v}" for k, v in x["prompt_token_source"].items()) or "-"
+    row("Total input tokens:", f"{r['total_input_tokens']}  (from {src})")
+    row("Request throughput (req/s):", _fmt(r["request_throughput"]))
+    row("Input throughput (inputs/s):", _fmt(emb["input_throughput"]))
+    row("Token throughput (tok/s):", _fmt(r["total_token_throughput"]))
+    lines.append(" End-to-end Latency ".center(60, "-"))
+    row("Mean E2EL (ms):", _fmt(r["mean_e2el_ms"]))
+    row("Median E2EL (ms):", _fmt(r["median_e2el_ms"]))
+    for p in (90, 95, 99):
+        row(f"P{p} E2EL (ms):", _fmt(r.get(f"p{p}_e2el_ms")))
+    lines.append(" llmctl ".center(60, "-"))
+    sl = x["send_lag"]
+    row(
+        "Send lag median / max (ms):",
+        f"{_fmt(sl.get('median_send_lag_ms'))} / {_fmt(sl.get('max_send_lag_ms'))}",
+    )
+    for g in x.get("gates", []):
+        row(f"--fail-if {g['gate']}:", "FAILED" if g["failed"] else "ok")
+    lines.append("=" * 60)
+    return "\n".join(lines)
+
+
+def sweep_table(doc: dict) -> str:
+    """A sweep: one row per point."""
+    param = doc["sweep"]["parameter"]
+    pts = doc["points"]
+    embedding = bool(pts) and pts[0]["endpoint_type"] == "openai-embeddings"
+    if embedding:
+        cols = [
+            ("req/s", "request_throughput"),
+            ("inputs/s", "llmctl.embedding.input_throughput"),
+            ("tok/s", "total_token_throughput"),
+            ("E2E p50", "median_e2el_ms"),
+            ("E2E p90", "p90_e2el_ms"),
+            ("E2E p99", "p99_e2el_ms"),
+        ]
+    else:
+        cols = [
+            ("req/s", "request_throughput"),
+            ("out tok/s", "output_throughput"),
+            ("TTFT p50", "median_ttft_ms"),
+            ("TTFT p99", "p99_ttft_ms"),
+            ("TPOT p50", "median_tpot_ms"),
+            ("ITL p99", "p99_itl_ms"),
+            ("E2E p50", "median_e2el_ms"),
+            ("E2E p99", "p99_e2el_ms"),
+        ]
+    cols.append(("lag max", "llmctl.send_lag.max_send_lag_ms"))
+    from llmdeploy_cli.bench.gate import lookup
+
+    head = ["concurrency" if param == "concurrency" else "rate", "ok", "failed"]
+    head += [c for c, _ in cols]
+    body = []
+    for r in pts:
+        v = r["max_concurrency"] if param == "concurrency" else r["request_rate"]
+        cells = [str(v), str(r["completed"]), str(r["failed"])]
+        cells += [_fmt(lookup(r, key)) for _, key in cols]
+        gates = r["llmctl"].get("gates", [])
+        if any(g["failed"] for g in gates):
+            cells.append("gate FAILED")
+        body.append(cells)
+    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(head)]
+    title = f" Sweep over {param} ({'embeddings' if embedding else 'chat'}) "
+    lines = [title.center(sum(widths) + 2 * len(widths), "=")]
+    lines.append("  ".join(h.rjust(w) for h, w in zip(head, widths, strict=True)))
+    for b in body:
+        extra = b[len(head) :]
+        row = "  ".join(c.rjust(w) for c, w in zip(b, widths, strict=False))
+        lines.append(row + ("  " + " ".join(extra) if extra else ""))
+    lines.append("latencies in ms (p50 = median); lag max: the client's worst send lag")
+    return "\n".join(lines)
+
+
+# -- llmctl bench compare ---------------------------------------------------------------------
+
+
+def _compare_app() -> typer.Typer:
+    app = typer.Typer(add_completion=False, rich_markup_mode=None)
+    app.command()(compare)
+    return app
+
+
+def compare(
+    files: Annotated[list[Path], typer.Argument(help="Result files (--save-result), 2 or more.")],
+    baseline: Annotated[
+        Path | None,
+        typer.Option(
+            "--baseline",
+            help="The file deltas and gates compare against (default: the first FILE).",
+        ),
+    ] = None,  # fmt: skip
+    fail_if: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fail-if",
+            help="Regression gate, exit 6 when true: 'p99_ttft_ms>+10%' (change in %), "
+            "'p99_ttft_ms>+5' (absolute change), 'failed>0' (value); repeatable.",
+        ),
+    ] = None,
+    json_: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+) -> int:
+    """Compare bench results: headline figures side by side, deltas against a baseline."""
+    from llmdeploy_cli.bench import compare as cmp
+    from llmdeploy_cli.bench.metrics import embedding_result_keys, result_keys
+
+    paths = list(files)
+    if baseline is not None:
+        paths = [baseline] + [p for p in paths if p != baseline]
+    if len(paths) < 2:
+        raise UsageError(
+            "compare needs at least two result files",
+            hint="llmctl bench compare base.json new.json (or --baseline base.json new.json)",
+        )
+    loaded = [cmp.load(p) for p in paths]
+    known = list(dict.fromkeys(result_keys() + embedding_result_keys()))
+    gates = [cmp.parse_compare_gate(t, known) for t in fail_if or []]
+    sections = cmp.table(loaded)
+    checks = cmp.evaluate(gates, loaded) if gates else []
+    if json_:
+        emit_json(
+            {
+                "baseline": str(paths[0]),
+                "files": [str(p) for p in paths],
+                "points": sections,
+                "gates": checks,
+            }
+        )
+    else:
+        out(compare_table(loaded, sections))
+        for c in checks:
+            if c["failed"]:
+                continue
+            info(f"--fail-if {c['gate']}: ok ({_gate_where(c)}{_gate_value(c)})")
+    failed = [c for c in checks if c["failed"]]
+    if failed:
+        if not json_:
+            for c in failed:
+                error_text(f"--fail-if {c['gate']}: failed ({_gate_where(c)}{_gate_value(c)})")
+        return int(ExitCode.ASSERTION)
+    return 0
+
+
+def _gate_where(c: dict) -> str:
+    where = Path(c["file"]).name
+    return f"{where} {c['point']}: " if c["point"] else f"{where}: "
+
+
+def _gate_value(c: dict) -> str:
+    v = c["value"]
+    if v is None:
+        return f"{c['key']} has no value on one side"
+    what = {"pct": "change", "delta": "change", "value": "value"}[c["mode"]]
+    unit = "%" if c["mode"] == "pct" else ""
+    sign = "+" if c["mode"] != "value" and v >= 0 else ""
+    return f"{c['key']} {what} {sign}{v:.4g}{unit}"
+
+
+def compare_table(files: list, sections: list[dict]) -> str:
+    """Rows: headline keys; columns: the files (the first is the baseline)."""
+    names = [f.name for f in files]
+    lines = []
+    for sec in sections:
+        cells = []
+        for row in sec["rows"]:
+            line = [row["key"]]
+            for i, v in enumerate(row["values"]):
+                text = _fmt(v)
+                if i > 0 and v is not None:
+                    text += _change(row["delta"][i], row["delta_pct"][i], v)
+                line.append(text)
+            cells.append(line)
+        head = ["metric", *(f"{n} (baseline)" if i == 0 else n for i, n in enumerate(names))]
+        widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(head)]
+        title = f" {sec['label']} " if sec["label"] else " bench compare "
+        lines.append(title.center(sum(widths) + 2 * len(widths), "="))
+        lines.append("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)))
+        for c in cells:
+            lines.append("  ".join(x.ljust(w) for x, w in zip(c, widths, strict=True)))
+        lines.append("")
+    lines.append("changes are against the baseline: absolute, and in percent")
+    return "\n".join(lines)
+
+
+def _change(d, pct, value) -> str:
+    if d is None:
+        return " (no baseline)"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f" ({d:+d})" if isinstance(d, int) else f" ({d:+.2f})"
+    p = "" if pct is None else (f", {pct:+.1f}%" if abs(pct) != math.inf else ", new")
+    return f" ({d:+.2f}{p})"
+
+
 def _sources(x: dict) -> str:
     src = x.get("token_source") or {}
     return ", ".join(f"{k} {v}" for k, v in src.items()) or "-"
 
 
-__all__ = ["register", "summary", "LlmctlError"]
+__all__ = ["LlmctlError", "compare", "compare_table", "register", "summary", "sweep_table"]
