@@ -63,6 +63,7 @@ class ServeSession:
         self.readiness = None  # readiness.Result of the last start
         self.keep_failed_state = detached
         self._child: Child | None = None
+        self._http: tuple | None = None  # (probe client, action client), made once
 
     # -- the whole run ----------------------------------------------------------------------
     def run(self) -> None:
@@ -112,6 +113,10 @@ class ServeSession:
             self._record_failure(LlmctlError(f"supervisor failed: {type(e).__name__}: {e}"))
             raise
         finally:
+            if self._http is not None:
+                for c in self._http:
+                    c.close()
+                self._http = None
             if self.log is not None:
                 self.log.note("supervisor done")
                 self.log.close()
@@ -240,6 +245,8 @@ class ServeSession:
         launch) is listed only after them."""
         from llmdeploy_cli import readiness
 
+        probe_client, _ = self._clients()
+
         def on_phase(name: str) -> None:
             self.state.step = name
             self._save()
@@ -256,6 +263,7 @@ class ServeSession:
                 on_phase=on_phase,
                 timeout=self.timeout if first else None,
                 after_health=lambda: self._after_ready(child),
+                client=probe_client,
             )
         except readiness.Interrupted:
             raise Stopped() from None
@@ -270,13 +278,31 @@ class ServeSession:
             + ", ".join(f"{k} {v:.3f} s" for k, v in self.readiness.timings.items())
         )
 
+    def _clients(self) -> tuple:
+        """HTTP clients for readiness probes (short timeouts) and after-ready actions.
+
+        Made once per run, before the engine can answer: building one costs 25-80 ms (its
+        TLS context), which would otherwise sit between "the engine answers" and "ready".
+        """
+        if self._http is None:
+            import httpx
+
+            headers = {}
+            key = self.endpoint.api_key(self.environ)
+            if key:
+                headers["Authorization"] = f"Bearer {key}"
+            probe = httpx.Client(
+                headers=headers,
+                timeout=httpx.Timeout(5.0, connect=1.0),
+                limits=httpx.Limits(max_connections=4, max_keepalive_connections=2),
+                trust_env=False,
+            )
+            action = httpx.Client(headers=headers, timeout=30.0, trust_env=False)
+            self._http = (probe, action)
+        return self._http
+
     def _after_ready(self, child: Child | None) -> None:
         import httpx
-
-        headers = {}
-        key = self.endpoint.api_key(self.environ)
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
 
         def report(message: str, fraction: float | None = None) -> None:
             if self.stop_event.is_set():
@@ -289,15 +315,15 @@ class ServeSession:
             pct = f" {fraction:.0%}" if fraction is not None else ""
             self.on_event("after_ready", f"{message}{pct}")
 
-        with httpx.Client(headers=headers, timeout=30.0, trust_env=False) as client:
-            try:
-                self.backend.after_ready(client, self.plan, self.profile, report)
-            except (Stopped, LlmctlError):
-                raise
-            except httpx.HTTPError as e:
-                raise self._explain(
-                    LlmctlError(f"after-ready step failed: {type(e).__name__}: {e}")
-                ) from None
+        _, client = self._clients()
+        try:
+            self.backend.after_ready(client, self.plan, self.profile, report)
+        except (Stopped, LlmctlError):
+            raise
+        except httpx.HTTPError as e:
+            raise self._explain(
+                LlmctlError(f"after-ready step failed: {type(e).__name__}: {e}")
+            ) from None
 
     def _explain(self, err: LlmctlError) -> LlmctlError:
         """Attach the log tail and a diagnosis (as the hint) to a failure."""
