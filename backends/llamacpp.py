@@ -1,0 +1,427 @@
+"""llama.cpp's HTTP server, as `llama-server` or in-process through the `xllamacpp` wheel.
+
+`options.runtime` picks what runs one GGUF file:
+- `server` (default): the C++ binary, `llama-server --model X.gguf --host --port ...`;
+- `xllamacpp`: `python llamacpp_runner.py` with the same flags (backends/llamacpp_runner.py),
+  which runs the same C++ server inside Python from a prebuilt wheel (no compile);
+- `llama-cpp-python`: `python -m llama_cpp.server --model X.gguf --n_ctx ...` (its own
+  Python server around the C API; it compiles llama.cpp at install, ~15 minutes).
+
+Flags read from llama.cpp's source (ggml-org/llama.cpp, tools/server/README.md, generated
+from common/arg.cpp): `-m/--model`, `-hf/--hf-repo`, `-a/--alias` (comma-separated names
+the API answers to and /v1/models lists), `--host` (default 127.0.0.1), `--port` (default
+8080 in older builds, 9931 now: llmctl always renders it), `-c/--ctx-size` (0 = the
+model's; split evenly across slots unless the KV cache is unified), `-np/--parallel`
+(slots; -1 auto), `-ngl/--n-gpu-layers` (a number, `auto` or `all`), `-t/--threads`,
+`-tb/--threads-batch`, `--threads-http`, `-b/--batch-size`, `-ub/--ubatch-size`,
+`-ctk/--cache-type-k`, `-ctv/--cache-type-v` (f32, f16, bf16, q8_0, q4_0, q4_1, iq4_nl,
+q5_0, q5_1), `-fa/--flash-attn on|off|auto`, `-fit/--fit on|off`, `--embedding`,
+`--rerank`, `--pooling none|mean|cls|last|rank`, `--chat-template-file`, `--jinja`/
+`--no-jinja`, `--reasoning-format`, `--metrics`, `--no-webui`, `-sm/--split-mode`,
+`-ts/--tensor-split`, `-mg/--main-gpu`, `--offline` (env LLAMA_ARG_OFFLINE).
+The key: `--api-key KEY` or the variable LLAMA_API_KEY (llmctl uses the variable).
+`GET /health` (no key needed) answers 503 `{"error": {"message": "Loading model"}}` while
+the model loads (the port is open by then: that is LOADING, not DOWN) and 200 when ready.
+
+llama-cpp-python (abetlen/llama-cpp-python, llama_cpp/server/settings.py and cli.py):
+every settings field is a flag spelled with underscores (`--model --model_alias --host
+--port --n_ctx --n_gpu_layers` (-1 = all) `--n_threads --n_threads_batch --n_batch
+--embedding true --flash_attn true --chat_format`); `api_key` is read from the API_KEY
+variable by pydantic-settings; it has no /health, and its port opens after the load.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from llmdeploy_cli.backend import (
+    Backend,
+    Command,
+    Endpoint,
+    Plan,
+    Probe,
+    Readiness,
+    RenderContext,
+    Step,
+    StopPlan,
+    flag,
+)
+from llmdeploy_cli.engine_env import env_prefix, executable_for_argv
+from llmdeploy_cli.errors import ProfileIssue
+from llmdeploy_cli.profile import Profile
+
+if TYPE_CHECKING:  # pragma: no cover
+    import httpx
+
+RUNNER = Path(__file__).resolve().with_name("llamacpp_runner.py")
+RUNTIMES = ("server", "xllamacpp", "llama-cpp-python")
+CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
+# What each runtime can do beyond the model, host, port and alias.
+RUNNER_OPTIONS = frozenset(
+    {
+        "n_gpu_layers",
+        "threads",
+        "threads_batch",
+        "threads_http",
+        "ubatch_size",
+        "flash_attn",
+        "fit",
+        "embedding",
+        "pooling",
+        "jinja",
+        "metrics",
+        "webui",
+    }
+)
+LCP_OPTIONS = frozenset({"n_gpu_layers", "threads", "threads_batch", "flash_attn", "embedding"})
+
+
+class LlamacppOptions(BaseModel):
+    """llama.cpp-only keys (profile `options:`). Unset keys render nothing."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    runtime: Literal["server", "xllamacpp", "llama-cpp-python"] = Field(
+        "server", description="llama-server binary, the xllamacpp wheel, or llama-cpp-python"
+    )
+    n_gpu_layers: int | Literal["auto", "all"] | None = Field(
+        None, description="--n-gpu-layers: layers offloaded to the GPU (0: CPU only)"
+    )
+    threads: int | None = Field(None, ge=1, description="--threads (generation)")
+    threads_batch: int | None = Field(None, ge=1, description="--threads-batch (prompt)")
+    threads_http: int | None = Field(None, ge=1, description="--threads-http")
+    ubatch_size: int | None = Field(None, ge=1, description="--ubatch-size (physical batch)")
+    flash_attn: Literal["on", "off", "auto"] | None = Field(None, description="--flash-attn")
+    fit: Literal["on", "off"] | None = Field(
+        None, description="--fit: shrink unset settings to fit device memory (newer builds)"
+    )
+    embedding: bool = Field(False, description="--embedding (implied by model.task embedding)")
+    pooling: Literal["none", "mean", "cls", "last", "rank"] | None = Field(
+        None, description="--pooling for embeddings"
+    )
+    jinja: bool | None = Field(None, description="--jinja / --no-jinja chat templates")
+    reasoning_format: Literal["none", "deepseek", "deepseek-legacy", "auto"] | None = Field(
+        None, description="--reasoning-format"
+    )
+    metrics: bool = Field(False, description="--metrics: Prometheus /metrics")
+    webui: bool | None = Field(None, description="false: --no-webui")
+    split_mode: Literal["none", "layer", "row"] | None = Field(None, description="--split-mode")
+    tensor_split: list[float] | None = Field(None, description="--tensor-split 3,1")
+    main_gpu: int | None = Field(None, ge=0, description="--main-gpu")
+    chat_format: str | None = Field(
+        None, description="llama-cpp-python --chat_format (chatml, llama-3, ...)"
+    )
+
+
+class LlamacppBackend(Backend):
+    name = "llamacpp"
+    summary = "llama.cpp server for GGUF files (llama-server, xllamacpp wheel, llama-cpp-python)"
+    default_port = 8080
+    newest_known = "2026.10.11549"  # xllamacpp's version scheme; pin runtime.engine_version
+    Options = LlamacppOptions
+    supports = frozenset(
+        {
+            "model.served_name",
+            "model.chat_template",
+            "server.api_key_env",
+            "resources.device",
+            "resources.max_model_len",
+            "resources.max_num_seqs",
+            "resources.max_num_batched_tokens",
+            "resources.kv_cache_dtype",
+        }
+    )
+    needs_gguf = True  # preflight: model.source must be a .gguf file
+    install_hint = (
+        "download llama-server from llama.cpp's releases, or set options.runtime: xllamacpp "
+        "and pip install xllamacpp"
+    )
+    # llama-server opens its port before loading (then /health 503); a big GGUF can take
+    # minutes to read from disk.
+    timeouts = (120.0, 900.0, 300.0)
+
+    # The executable and the Python distribution depend on options.runtime. The core asks
+    # the backend instance (preflight, engine_env) after resolving the profile, and
+    # resolve always calls options() first: remember the runtime it saw.
+    _runtime: str = "server"
+
+    @property
+    def executable(self) -> str:  # type: ignore[override]
+        if self._runtime == "server":
+            return "llama-server"
+        return "python3" if self._env_named else sys.executable
+
+    @property
+    def distribution(self) -> str | None:  # type: ignore[override]
+        return {"xllamacpp": "xllamacpp", "llama-cpp-python": "llama_cpp_python"}.get(self._runtime)
+
+    _env_named: bool = False
+
+    def options(self, profile: Profile) -> LlamacppOptions:
+        opts = super().options(profile)
+        self._runtime = opts.runtime
+        rt = profile.runtime
+        self._env_named = bool(rt.venv or rt.conda_env)
+        return opts
+
+    # -- static side ----------------------------------------------------------------------
+    def check(self, profile: Profile, version: str) -> list[ProfileIssue]:
+        issues = super().check(profile, version)
+        raw = profile.options or {}
+        runtime = raw.get("runtime", "server")
+        r = profile.resources
+        if r.kv_cache_dtype is not None and r.kv_cache_dtype not in CACHE_TYPES:
+            issues.append(
+                profile.issue(
+                    ("resources", "kv_cache_dtype"),
+                    f"llama.cpp's KV cache types are {', '.join(CACHE_TYPES)}",
+                )
+            )
+        if r.device == "cpu" and raw.get("n_gpu_layers") not in (None, 0):
+            issues.append(
+                profile.issue(
+                    ("options", "n_gpu_layers"),
+                    "resources.device: cpu renders --n-gpu-layers 0; this contradicts it",
+                    hint="remove one of the two",
+                )
+            )
+        if runtime != "server":
+            allowed = RUNNER_OPTIONS if runtime == "xllamacpp" else LCP_OPTIONS
+            for key in sorted(set(raw) - allowed - {"runtime", "chat_format"}):
+                issues.append(
+                    profile.issue(
+                        ("options", key),
+                        f"options.runtime {runtime} does not take this option",
+                        hint=f"it takes: {', '.join(sorted(allowed))}",
+                    )
+                )
+            if runtime == "xllamacpp" and "chat_format" in raw:
+                issues.append(
+                    profile.issue(
+                        ("options", "chat_format"),
+                        "chat_format is llama-cpp-python's; llama.cpp reads the GGUF's template",
+                        hint="use model.chat_template for a template file",
+                    )
+                )
+            if profile.model_path() is None and not _looks_local(profile.model.source):
+                issues.append(
+                    profile.issue(
+                        ("model", "source"),
+                        f"options.runtime {runtime} serves a local .gguf file only",
+                        hint="download the file, or use runtime: server (llama-server -hf)",
+                    )
+                )
+            if runtime == "llama-cpp-python":
+                for key in ("resources.max_num_seqs", "resources.kv_cache_dtype"):
+                    if key in profile.set_keys():
+                        issues.append(
+                            profile.issue(
+                                tuple(key.split(".")),
+                                "llama-cpp-python's server has no such setting",
+                            )
+                        )
+        elif raw.get("chat_format") is not None:
+            issues.append(
+                profile.issue(
+                    ("options", "chat_format"),
+                    "chat_format is llama-cpp-python's; llama-server reads the GGUF's template",
+                    hint="use model.chat_template for a template file",
+                )
+            )
+        if profile.extra_args and runtime == "xllamacpp":
+            flags = _runner_flags()
+            for a in profile.extra_args:
+                if a.startswith("-") and a.split("=", 1)[0] not in flags:
+                    issues.append(
+                        profile.issue(
+                            ("extra_args",),
+                            f"the xllamacpp runner does not take {a}",
+                            hint="it takes llama-server's flags that llmctl renders: "
+                            + ", ".join(sorted(f for f in flags if f.startswith("--"))),
+                        )
+                    )
+        return issues
+
+    def model_arg(self, profile: Profile) -> str:
+        local = profile.model_path()
+        return str(local) if local is not None else os.path.expanduser(profile.model.source)
+
+    def endpoint(self, profile: Profile, ctx: RenderContext) -> Endpoint:
+        ep = super().endpoint(profile, ctx)
+        runtime = (profile.options or {}).get("runtime", "server")
+        if runtime == "llama-cpp-python":
+            # No /health: readiness polls /v1/models (the port opens after the load).
+            return Endpoint(ep.base_url, ep.model, None, ep.api_key_env, ep.task)
+        return ep
+
+    def build(self, profile: Profile, ctx: RenderContext) -> Plan:
+        opts: LlamacppOptions = self.options(profile)
+        if opts.runtime == "llama-cpp-python":
+            return self._build_lcp(profile, ctx, opts)
+        m, r = profile.model, profile.resources
+        warnings: list[str] = []
+        if opts.runtime == "server":
+            argv = [executable_for_argv(self, profile)]
+        else:
+            argv = [self._python(profile), str(RUNNER)]
+        local = profile.model_path() is not None or _looks_local(m.source)
+        if local:
+            flag(argv, "--model", self.model_arg(profile))
+        else:
+            flag(argv, "--hf-repo", m.source)  # org/repo[:quant], downloaded by llama-server
+        # Always: the API (and /v1/models) then answers to the profile's name.
+        flag(argv, "--alias", profile.served_name)
+        flag(argv, "--host", profile.server.host)
+        flag(argv, "--port", self.port(profile, ctx))
+        slots = r.max_num_seqs
+        if r.max_model_len is not None:
+            # --ctx-size is the whole KV cache, split evenly across --parallel slots:
+            # give each slot the profile's context length.
+            flag(argv, "--ctx-size", r.max_model_len * (slots or 1))
+        flag(argv, "--parallel", slots)
+        ngl = opts.n_gpu_layers
+        if r.device == "cpu":
+            ngl = 0
+        flag(argv, "--n-gpu-layers", ngl)
+        flag(argv, "--threads", opts.threads)
+        flag(argv, "--threads-batch", opts.threads_batch)
+        flag(argv, "--threads-http", opts.threads_http)
+        flag(argv, "--batch-size", r.max_num_batched_tokens)
+        flag(argv, "--ubatch-size", opts.ubatch_size)
+        if r.kv_cache_dtype is not None:
+            flag(argv, "--cache-type-k", r.kv_cache_dtype)
+            flag(argv, "--cache-type-v", r.kv_cache_dtype)
+        flag(argv, "--flash-attn", opts.flash_attn)
+        flag(argv, "--fit", opts.fit)
+        if m.task == "rerank":
+            flag(argv, "--rerank", True)
+        else:
+            flag(argv, "--embedding", opts.embedding or m.task == "embedding")
+        flag(argv, "--pooling", opts.pooling)
+        flag(argv, "--chat-template-file", _expand(m.chat_template))
+        if opts.jinja is not None:
+            argv.append("--jinja" if opts.jinja else "--no-jinja")
+        flag(argv, "--reasoning-format", opts.reasoning_format)
+        flag(argv, "--metrics", opts.metrics)
+        flag(argv, "--no-webui", opts.webui is False)
+        flag(argv, "--split-mode", opts.split_mode)
+        if opts.tensor_split:
+            flag(argv, "--tensor-split", ",".join(_num(x) for x in opts.tensor_split))
+        flag(argv, "--main-gpu", opts.main_gpu)
+        argv += profile.extra_args
+        if any(a == "--api-key" or a.startswith("--api-key=") for a in profile.extra_args):
+            warnings.append(
+                "llamacpp: --api-key in extra_args puts the key in the process list (/proc); "
+                "set server.api_key_env instead (llmctl passes it as LLAMA_API_KEY)"
+            )
+
+        env = self.base_env(profile, ctx)
+        if profile.offline and opts.runtime == "server":
+            env["LLAMA_ARG_OFFLINE"] = "1"  # --offline: use the cache, never download
+        key = ctx.secret(profile.server.api_key_env)
+        if key is not None:
+            env["LLAMA_API_KEY"] = key
+        return Plan(
+            steps=[Step("server", Command(argv, env))],
+            endpoint=self.endpoint(profile, ctx),
+            engine_version=ctx.engine_version,
+            version_source=ctx.version_source,
+            warnings=warnings,
+        )
+
+    def _python(self, profile: Profile) -> str:
+        """The Python that runs the runner: the profile's env, else llmctl's own."""
+        if profile.runtime.executable or env_prefix(profile) is not None:
+            return executable_for_argv(self, profile)
+        return sys.executable
+
+    def _build_lcp(self, profile: Profile, ctx: RenderContext, opts: LlamacppOptions) -> Plan:
+        m, r = profile.model, profile.resources
+        argv = [self._python(profile), "-m", "llama_cpp.server"]
+        flag(argv, "--model", self.model_arg(profile))
+        flag(argv, "--model_alias", profile.served_name)
+        flag(argv, "--host", profile.server.host)
+        flag(argv, "--port", self.port(profile, ctx))
+        flag(argv, "--n_ctx", r.max_model_len)
+        ngl = 0 if r.device == "cpu" else opts.n_gpu_layers
+        if ngl == "all":
+            ngl = -1  # llama-cpp-python: -1 offloads every layer
+        if ngl == "auto":
+            ngl = None
+        flag(argv, "--n_gpu_layers", ngl)
+        flag(argv, "--n_threads", opts.threads)
+        flag(argv, "--n_threads_batch", opts.threads_batch)
+        flag(argv, "--n_batch", r.max_num_batched_tokens)
+        if opts.flash_attn is not None and opts.flash_attn != "auto":
+            flag(argv, "--flash_attn", "true" if opts.flash_attn == "on" else "false")
+        if opts.embedding or m.task == "embedding":
+            flag(argv, "--embedding", "true")
+        flag(argv, "--chat_format", opts.chat_format)
+        argv += profile.extra_args
+        env = self.base_env(profile, ctx)
+        key = ctx.secret(profile.server.api_key_env)
+        if key is not None:
+            env["API_KEY"] = key  # pydantic-settings reads ServerSettings.api_key from it
+        return Plan(
+            steps=[Step("server", Command(argv, env))],
+            endpoint=self.endpoint(profile, ctx),
+            engine_version=ctx.engine_version,
+            version_source=ctx.version_source,
+        )
+
+    # -- runtime side ---------------------------------------------------------------------
+    def probe(self, client: httpx.Client, endpoint: Endpoint) -> Probe:
+        import httpx
+
+        url = endpoint.health_url or endpoint.base_url + "/models"
+        try:
+            r = client.get(url)
+        except httpx.TransportError as e:
+            return Probe(Readiness.DOWN, type(e).__name__)
+        if r.status_code == 200:
+            return Probe(Readiness.READY, f"{_path(url)} 200")
+        if r.status_code == 503:
+            return Probe(Readiness.LOADING, f"{_path(url)} 503 ({_message(r) or 'loading'})")
+        return Probe(Readiness.LOADING, f"{_path(url)} {r.status_code}")
+
+    def stop_plan(self, profile: Profile) -> StopPlan:
+        return StopPlan(grace_s=10.0)
+
+
+def _looks_local(source: str) -> bool:
+    s = os.path.expanduser(source)
+    return s.endswith(".gguf") or s.startswith((".", "/", "~"))
+
+
+def _expand(path: str | None) -> str | None:
+    return None if path is None else os.path.expanduser(path)
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def _path(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).path or "/"
+
+
+def _message(r) -> str:
+    try:
+        return str(r.json()["error"]["message"])
+    except Exception:
+        return ""
+
+
+def _runner_flags() -> set[str]:
+    """Every option string the xllamacpp runner's parser accepts."""
+    from llmctl_backends import llamacpp_runner
+
+    actions = llamacpp_runner.parser()._actions
+    return {s for a in actions for s in a.option_strings} - {"-h", "--help"}
