@@ -263,10 +263,13 @@ def _build(recipe, version, device, cfile, target: Path, tools: Tools, emit) -> 
                 (ln.strip() for ln in reason if ln.lstrip().startswith(("ERROR", "error", "×"))),
                 reason[-1].strip() if reason else f"exit status {rc}",
             )
-            raise InstallError(
-                f"{what} failed (exit {rc}): {first}",
-                hint="\n".join(reason) or None,
-            )
+            rest = [ln for ln in reason if ln.strip() != first]
+            if "+cpu" in first + " ".join(rest) and "torch" in what + " ".join(rest):
+                rest.append(
+                    "the CPU torch is not on the default index: configure pip's find-links "
+                    "or extra-index-url to reach it (llmctl passes them on to uv as well)"
+                )
+            raise InstallError(f"{what} failed (exit {rc}): {first}", hint="\n".join(rest) or None)
 
     target.mkdir(parents=True)
     (target / store.INSTALLING).write_text(f"{os.getpid()}\n")
