@@ -96,7 +96,7 @@ def problems(r: Resolved, *, environ=None, check_running: bool = True) -> list[P
 
         port = _port_of(plan.endpoint.base_url)
         host = profile.server.host
-        bind = "127.0.0.1" if host in ("0.0.0.0", "") else host.strip("[]")
+        bind = host.strip("[]") or "0.0.0.0"  # try the address the engine will bind
         if port is not None:
             from llmdeploy_cli.netutil import port_in_use
 

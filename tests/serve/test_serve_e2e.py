@@ -232,6 +232,9 @@ def test_foreground_signal_stops_the_group(tiny_model, profile_file, sig, code):
 def test_foreground_kill9_leaves_nothing(tiny_model, profile_file):
     proc, st = _foreground(profile_file, tiny_model, "fg-kill9")
     try:
+        # `llmctl wait` from another shell sees a foreground server as ready too.
+        w = llmctl("wait", "fg-kill9", "--timeout", "5")
+        assert w.returncode == 0 and w.stdout.startswith("ready  fg-kill9")
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         wait_until(lambda: not group_left(st["pgid"]), timeout=10, what="the group to go")
