@@ -1,0 +1,199 @@
+"""llama.cpp end to end through the real `llmctl` CLI: the tiny GGUF served in-process by
+the xllamacpp wheel (llama.cpp's own C++ server), serve -> ready -> smoke -> bench -> stop,
+with an API key, and nothing left running afterwards."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        importlib.util.find_spec("xllamacpp") is None,
+        reason="the xllamacpp wheel is not installed (pip install xllamacpp)",
+    ),
+]
+
+LLMCTL = str(Path(sys.executable).parent / "llmctl")
+KEY = "sk-e2e-llamacpp-5555aaaa"
+
+
+def run(*args, env, timeout=120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [LLMCTL, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env
+    )
+
+
+def doc_of(proc: subprocess.CompletedProcess) -> dict:
+    assert proc.stdout, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def processes_with(text: str) -> list[int]:
+    import psutil
+
+    found = []
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if any(text in part for part in p.info["cmdline"] or []):
+                found.append(p.info["pid"])
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def wait_gone(text: str, timeout: float = 15.0) -> list[int]:
+    deadline = time.monotonic() + timeout
+    left = processes_with(text)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = processes_with(text)
+    return left
+
+
+@pytest.fixture
+def env(tmp_path):
+    e = dict(os.environ)
+    e["LLMCTL_STATE_DIR"] = str(tmp_path / "state")
+    e["E2E_LLAMA_KEY"] = KEY
+    e.pop("LLMCTL_DEBUG", None)
+    return e
+
+
+def profile(tmp_path, gguf: Path, name: str, extra: str = "") -> Path:
+    p = tmp_path / f"{name}.yml"
+    p.write_text(
+        textwrap.dedent(
+            f"""\
+            name: {name}
+            backend: llamacpp
+            model:
+              source: {gguf}
+              served_name: tiny
+            server:
+              port: auto
+              api_key_env: E2E_LLAMA_KEY
+            resources:
+              device: cpu
+              max_model_len: 256
+              max_num_seqs: 2
+            options:
+              runtime: xllamacpp
+              threads: 1
+              webui: false
+            smoke:
+              max_tokens: 8
+            """
+        )
+        + extra
+    )
+    return p
+
+
+def test_serve_ready_smoke_bench_stop(tmp_path, env, tiny_gguf, tiny_model):
+    p = profile(tmp_path, tiny_gguf, "lcpp-e2e")
+    r = run("serve", p, "--detach", "--json", env=env, timeout=120)
+    try:
+        assert r.returncode == 0, r.stderr + r.stdout
+        doc = doc_of(r)
+        base = doc["base_url"]
+        assert doc["model"] == "tiny" and doc["smoke"]["ok"] is True
+        # every rung ran: port, health (503 -> 200), model listed as "tiny", a completion
+        assert {"port", "health", "model", "completion"} <= set(doc["readiness"]["timings_s"])
+
+        root = base.removesuffix("/v1")
+        assert httpx.get(root + "/health", timeout=5).status_code == 200  # no key needed
+        assert httpx.get(base + "/models", timeout=5).status_code == 401  # the key is on
+        auth = {"Authorization": f"Bearer {KEY}"}
+        ids = [m["id"] for m in httpx.get(base + "/models", headers=auth, timeout=5).json()["data"]]
+        assert ids == ["tiny"]
+
+        st = doc_of(run("status", "lcpp-e2e", "--json", env=env))["runs"][0]
+        assert st["state"] == "running" and st["phase"] == "ready"
+        engine = st["engine_pid"]
+        import psutil
+
+        cmdline = psutil.Process(engine).cmdline()
+        assert "llamacpp_runner.py" in " ".join(cmdline)
+        assert KEY not in " ".join(cmdline)  # the key travels as LLAMA_API_KEY
+        assert KEY not in Path(st["log"]).read_text()
+
+        s = run("smoke", p, "--json", env=env)
+        assert s.returncode == 0, s.stderr + s.stdout
+        smoke = doc_of(s)["smoke"]
+        assert smoke["ok"] and smoke["model"] == "tiny"
+        assert {c["name"] for c in smoke["checks"] if c["status"] == "pass"} >= {
+            "chat: usage",
+            "stream: order",
+        }
+
+        b = run(
+            "bench",
+            "--url",
+            base,
+            "--model",
+            "tiny",
+            "--api-key-env",
+            "E2E_LLAMA_KEY",
+            "--tokenizer",
+            tiny_model,
+            "--num-prompts",
+            8,
+            "--input-len",
+            16,
+            "--output-len",
+            8,
+            "-c",
+            2,
+            "--json",
+            env=env,
+            timeout=180,
+        )
+        assert b.returncode == 0, b.stderr + b.stdout
+        result = doc_of(b)
+        assert result["completed"] == 8 and result["failed"] == 0
+        assert result["total_output_tokens"] > 0 and result["mean_ttft_ms"] > 0
+    finally:
+        stop = run("stop", "lcpp-e2e", "--json", env=env)
+    assert stop.returncode == 0, stop.stderr
+    assert doc_of(stop)["stopped"][0]["stopped"] is True
+    assert wait_gone(str(tiny_gguf)) == [], "a llama.cpp process outlived llmctl stop"
+
+
+def test_a_truncated_gguf_is_refused_before_spawning(tmp_path, env):
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + b"\0" * 64)
+    r = run("serve", profile(tmp_path, bad, "lcpp-broken"), "--json", env=env)
+    assert r.returncode == 3, r.stdout + r.stderr  # preflight
+    assert "GGUF" in doc_of(r)["error"]["message"]
+    assert processes_with(str(bad)) == []
+
+
+def test_a_gguf_llama_cpp_cannot_load_fails_fast_with_its_error(tmp_path, env):
+    gguf = pytest.importorskip("gguf")
+    bad = tmp_path / "unloadable.gguf"
+    w = gguf.GGUFWriter(str(bad), "llama")
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("no-such-pre-tokenizer")
+    w.add_token_list(["a", "b"])
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    t0 = time.monotonic()
+    r = run("serve", profile(tmp_path, bad, "lcpp-unloadable"), "--json", env=env)
+    assert time.monotonic() - t0 < 60
+    assert r.returncode == 1, r.stdout + r.stderr
+    err = doc_of(r)["error"]
+    assert "exited" in err["message"], err
+    assert wait_gone(str(bad)) == []
