@@ -346,3 +346,30 @@ def test_cli_install_shows_progress_on_stderr(engines, capsys, monkeypatch):
     assert "installing CPU torch 2.13.0 first" in err and "Collecting xinference" in err
     assert "removing torchvision" in err and "installed xinference 4.1.0 (cpu)" in err
     assert os.path.isdir(doc["path"])
+
+
+def test_missing_cpu_torch_says_where_it_comes_from(engines):
+    class NoCpuTorch(FakeTools):
+        def _run(self, argv, env, on_line):
+            if "install" in argv and "torch==2.13.0" in argv:
+                self.calls.append(list(argv))
+                on_line("Using Python 3.11.7 environment at: x")
+                on_line("error: No solution found when resolving dependencies")
+                on_line(
+                    "  cause: Because there is no version of torch==2.13.0+cpu and you "
+                    "require torch==2.13.0+cpu, we can conclude that your requirements "
+                    "are unsatisfiable."
+                )
+                return 1
+            return super()._run(argv, env, on_line)
+
+    with pytest.raises(inst.InstallError) as e:
+        inst.install("xinference", device="cpu", tools=NoCpuTorch(uv=True))
+    err = e.value
+    assert err.message == (
+        "installing torch 2.13.0 failed (exit 1): "
+        "error: No solution found when resolving dependencies"
+    )
+    assert err.hint.splitlines()[0].strip().startswith("cause: Because there is no version of torch")
+    assert "find-links" in err.hint
+    assert not (engines / "xinference-4.1.0-cpu").exists()
