@@ -370,6 +370,8 @@ def test_missing_cpu_torch_says_where_it_comes_from(engines):
         "installing torch 2.13.0 failed (exit 1): "
         "error: No solution found when resolving dependencies"
     )
-    assert err.hint.splitlines()[0].strip().startswith("cause: Because there is no version of torch")
+    assert (
+        err.hint.splitlines()[0].strip().startswith("cause: Because there is no version of torch")
+    )
     assert "find-links" in err.hint
     assert not (engines / "xinference-4.1.0-cpu").exists()
