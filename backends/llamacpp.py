@@ -217,12 +217,22 @@ class LlamacppBackend(Backend):
                     )
                 )
             if runtime == "llama-cpp-python":
-                for key in ("resources.max_num_seqs", "resources.kv_cache_dtype"):
+                if profile.model.task == "rerank":
+                    issues.append(
+                        profile.issue(
+                            ("model", "task"), "llama-cpp-python's server has no rerank endpoint"
+                        )
+                    )
+                lcp_refused = ("resources.max_num_seqs", "resources.kv_cache_dtype")
+                for key in (*lcp_refused, "model.chat_template"):
                     if key in profile.set_keys():
                         issues.append(
                             profile.issue(
                                 tuple(key.split(".")),
                                 "llama-cpp-python's server has no such setting",
+                                hint="options.chat_format picks its built-in chat formats"
+                                if key == "model.chat_template"
+                                else None,
                             )
                         )
         elif raw.get("chat_format") is not None:

@@ -465,3 +465,15 @@ def test_tiny_gguf_has_llama_metadata_and_every_tensor(tiny_gguf, tiny_model):
     names = {t.name for t in r.tensors}
     assert {"token_embd.weight", "output_norm.weight", "blk.1.ffn_down.weight"} <= names
     assert len(names) == 2 + 9 * config["num_hidden_layers"]  # tied: no output.weight
+
+
+@pytest.mark.parametrize(
+    "body, match",
+    [
+        ("model:\n  source: /m/x.gguf\n  chat_template: /t.jinja\n", "no such setting"),
+        ("model:\n  source: /m/x.gguf\n  task: rerank\n", "no rerank"),
+    ],
+)
+def test_llama_cpp_python_refuses_what_it_cannot_serve(render, body, match):
+    with pytest.raises(ProfileError, match=match):
+        render(body + "options:\n  runtime: llama-cpp-python\n")
