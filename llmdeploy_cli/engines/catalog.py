@@ -141,15 +141,11 @@ def constraints_text(filename: str) -> str:
     return (resources.files("llmdeploy_cli") / "data" / "constraints" / filename).read_text()
 
 
-def pinned_versions(name: str) -> list[str]:
-    """Versions of `name` that have a committed constraints file."""
+def pinned_files(name: str) -> list[str]:
+    """Stems of the committed constraints files for `name`: ['xinference-4.1.0-cpu']."""
     folder = resources.files("llmdeploy_cli") / "data" / "constraints"
-    out = set()
-    for entry in folder.iterdir():
-        stem = entry.name.removesuffix(".txt")
-        if stem.startswith(name + "-") and entry.name.endswith(".txt"):
-            rest = stem[len(name) + 1 :]
-            for dev in DEVICES:
-                rest = rest.removesuffix(f"-{dev}")
-            out.add(rest)
-    return sorted(out)
+    return sorted(
+        e.name.removesuffix(".txt")
+        for e in folder.iterdir()
+        if e.name.startswith(name + "-") and e.name.endswith(".txt")
+    )

@@ -186,10 +186,10 @@ def install(
         )
     cfile = catalog.constraints_name(name, version, device)
     if cfile is None and not unpinned:
-        have = catalog.pinned_versions(name)
+        have = catalog.pinned_files(name)
         raise UsageError(
             f"no committed constraints file for {name} {version} ({device})",
-            hint=(f"pinned versions: {', '.join(have)}; " if have else "")
+            hint=(f"committed for: {', '.join(have)}; " if have else "")
             + "or pass --unpinned to let the resolver choose (may backtrack for minutes; "
             "see docs/engines.md to add a constraints file)",
         )
@@ -273,11 +273,16 @@ def _build(recipe, version, device, cfile, target: Path, tools: Tools, emit) -> 
 
     target.mkdir(parents=True)
     (target / store.INSTALLING).write_text(f"{os.getpid()}\n")
-    constraints: list[str] = []
+    cpath = target / "llmctl-constraints.txt"
+    torch = recipe.torch.get(device)
     if cfile:
-        cpath = target / "llmctl-constraints.txt"
         cpath.write_text(catalog.constraints_text(cfile))
-        constraints = ["-c", str(cpath)]
+    else:
+        # --unpinned: the resolver chooses everything but the CPU torch, which stays pinned
+        # so that no later package can swap it for a CUDA build
+        pin = f"torch=={torch}+cpu\n" if (device == "cpu" and torch) else ""
+        cpath.write_text("# llmctl engine install --unpinned\n" + pin)
+    constraints = ["-c", str(cpath)]
     py = str(target / "bin" / "python")
     if uv:
         installer = f"uv ({uv})"
@@ -289,7 +294,6 @@ def _build(recipe, version, device, cfile, target: Path, tools: Tools, emit) -> 
         emit(Event("step", f"creating {target} with python -m venv"))
         run([tools.python, "-m", "venv", str(target)], "python -m venv")
         base_cmd = [py, "-m", "pip", "install", "--progress-bar", "off", *constraints]
-    torch = recipe.torch.get(device)
     if torch:
         kind = "CPU " if device == "cpu" else ""
         emit(Event("step", f"installing {kind}torch {torch} first"))

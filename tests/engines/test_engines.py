@@ -216,7 +216,8 @@ def test_refusals_are_usage_errors(engines):
         inst.install("vllm", device="cpu", tools=FakeTools())
     with pytest.raises(UsageError, match="no committed constraints file") as e:
         inst.install("xinference", "4.0.0", "cpu", tools=FakeTools())
-    assert "4.1.0" in e.value.hint and "--unpinned" in e.value.hint
+    assert "committed for: xinference-4.1.0-cpu" in e.value.hint
+    assert "--unpinned" in e.value.hint
     with pytest.raises(UsageError, match="no install recipe"):
         inst.install("nosuch", tools=FakeTools())
 
@@ -375,3 +376,12 @@ def test_missing_cpu_torch_says_where_it_comes_from(engines):
     )
     assert "find-links" in err.hint
     assert not (engines / "xinference-4.1.0-cpu").exists()
+
+
+def test_unpinned_keeps_the_cpu_torch_pinned(engines):
+    tools = FakeTools()
+    res = inst.install("xinference", "4.0.2", "cpu", tools=tools, unpinned=True)
+    cons = res.path / "llmctl-constraints.txt"
+    assert "torch==2.13.0+cpu" in cons.read_text().splitlines()
+    assert ["-c", str(cons)] == tools.calls[1][6:8]
+    assert res.manifest["constraints"] is None and res.manifest["version"] == "4.0.2"
