@@ -196,8 +196,7 @@ def install(
     root = base or store.engines_dir()
     target = store.env_dir(name, version, device, root)
     root.mkdir(parents=True, exist_ok=True)
-    lock_path = root / f".{target.name}.lock"
-    with open(lock_path, "w") as lock:
+    with open(store.lock_path(target), "a") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -211,7 +210,7 @@ def install(
             emit(Event("step", f"removing the previous env at {target}"))
             if doc is None and not (target / store.INSTALLING).exists():
                 _refuse_foreign(target)
-            store.remove(target)
+            store.remove(target, locked=True)
         t0 = time.monotonic()
         try:
             doc = _build(recipe, version, device, cfile, target, tools, emit)

@@ -154,10 +154,29 @@ def resolve_ref(text: str, device: str | None = None, base: Path | None = None) 
     return env_dir(name, fallback_version, want or "cpu", base)
 
 
-def remove(path: Path) -> None:
-    """Delete one engine env, only if it is one (manifest or install marker present)."""
-    if not ((path / MANIFEST).exists() or (path / INSTALLING).exists()):
-        from llmdeploy_cli.errors import LlmctlError
+def lock_path(path: Path) -> Path:
+    """The lock an install holds while it builds `path` (beside it, not inside)."""
+    return path.parent / f".{path.name}.lock"
 
+
+def remove(path: Path, *, locked: bool = False) -> None:
+    """Delete one engine env, only if it is one (manifest or install marker present) and no
+    install of it is running (`locked`: the caller holds its lock already)."""
+    import fcntl
+
+    from llmdeploy_cli.errors import LlmctlError
+
+    if not ((path / MANIFEST).exists() or (path / INSTALLING).exists()):
         raise LlmctlError(f"{path} is not an llmctl engine environment; not removing it")
-    shutil.rmtree(path)
+    if locked:
+        shutil.rmtree(path)
+        return
+    with open(lock_path(path), "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LlmctlError(
+                f"an install of {path.name} is running; not removing it",
+                hint="wait for it to finish (or stop it), then remove",
+            ) from None
+        shutil.rmtree(path)

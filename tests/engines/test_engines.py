@@ -385,3 +385,24 @@ def test_unpinned_keeps_the_cpu_torch_pinned(engines):
     assert "torch==2.13.0+cpu" in cons.read_text().splitlines()
     assert ["-c", str(cons)] == tools.calls[1][6:8]
     assert res.manifest["constraints"] is None and res.manifest["version"] == "4.0.2"
+
+
+def test_remove_refuses_while_an_install_holds_the_lock(engines):
+    import fcntl
+
+    env = _fake_env(engines, "4.1.0", "cpu")
+    with open(store.lock_path(env), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        import subprocess
+        import sys
+
+        # another process (flock locks are per open file, so use a child)
+        code = (
+            "from llmdeploy_cli.engines import store; import pathlib, sys; "
+            f"store.remove(pathlib.Path({str(env)!r}))"
+        )
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert r.returncode != 0 and "an install of xinference-4.1.0-cpu is running" in r.stderr
+    assert env.exists()
+    store.remove(env)
+    assert not env.exists()
