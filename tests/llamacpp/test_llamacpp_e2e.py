@@ -70,7 +70,15 @@ def env(tmp_path):
     return e
 
 
-def profile(tmp_path, gguf: Path, name: str, extra: str = "") -> Path:
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def profile(tmp_path, gguf: Path, name: str, port: int | str = "auto") -> Path:
     p = tmp_path / f"{name}.yml"
     p.write_text(
         textwrap.dedent(
@@ -81,7 +89,7 @@ def profile(tmp_path, gguf: Path, name: str, extra: str = "") -> Path:
               source: {gguf}
               served_name: tiny
             server:
-              port: auto
+              port: {port}
               api_key_env: E2E_LLAMA_KEY
             resources:
               device: cpu
@@ -95,13 +103,13 @@ def profile(tmp_path, gguf: Path, name: str, extra: str = "") -> Path:
               max_tokens: 8
             """
         )
-        + extra
     )
     return p
 
 
 def test_serve_ready_smoke_bench_stop(tmp_path, env, tiny_gguf, tiny_model):
-    p = profile(tmp_path, tiny_gguf, "lcpp-e2e")
+    # a fixed port, so `llmctl bench PROFILE` finds the server from the profile alone
+    p = profile(tmp_path, tiny_gguf, "lcpp-e2e", port=free_port())
     r = run("serve", p, "--detach", "--json", env=env, timeout=120)
     try:
         assert r.returncode == 0, r.stderr + r.stdout
@@ -139,12 +147,7 @@ def test_serve_ready_smoke_bench_stop(tmp_path, env, tiny_gguf, tiny_model):
 
         b = run(
             "bench",
-            "--url",
-            base,
-            "--model",
-            "tiny",
-            "--api-key-env",
-            "E2E_LLAMA_KEY",
+            p,  # the profile: endpoint, model and key come from it
             "--tokenizer",
             tiny_model,
             "--num-prompts",
