@@ -109,8 +109,10 @@ def test_snapshot_is_well_formed(path):
             ), name
             assert not (nargs and not spec["takes_value"]), name
         assert "--help" not in opts and "-h" not in opts  # argparse/click help is no flag
-    stubbed = doc.get("stubbed", [])
-    assert isinstance(stubbed, list)
+        # modules replaced by stand-ins to import the engine without a GPU build (the
+        # parser itself is the engine's own): named, never silent
+        stubbed = cmd.get("stubbed", [])
+        assert isinstance(stubbed, list) and all(isinstance(m, str) for m in stubbed)
 
 
 def test_xinference_launch_says_what_it_forwards():
