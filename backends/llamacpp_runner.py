@@ -159,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     def on_signal(signum, _frame):
         stopping.append(signum)
 
+    # While loading, a stop signal ends the process at once (nothing to clean up yet).
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         server = xlc.Server(params)  # returns once the model is loaded
     except RuntimeError as e:

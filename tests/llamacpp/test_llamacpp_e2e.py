@@ -200,3 +200,52 @@ def test_a_gguf_llama_cpp_cannot_load_fails_fast_with_its_error(tmp_path, env):
     err = doc_of(r)["error"]
     assert "exited" in err["message"], err
     assert wait_gone(str(bad)) == []
+
+
+def test_runner_stops_cleanly_on_sigterm(tiny_gguf):
+    """The runner takes SIGTERM back from the C++ server and exits 0, promptly."""
+    import signal
+
+    port = free_port()
+    runner = Path(__file__).resolve().parents[2] / "backends" / "llamacpp_runner.py"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(runner),
+            "--model",
+            str(tiny_gguf),
+            "--alias",
+            "tiny",
+            "--port",
+            str(port),
+            "--n-gpu-layers",
+            "0",
+            "--threads",
+            "1",
+            "--no-webui",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        else:
+            pytest.fail("the runner never answered /health 200")
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=15)
+        assert proc.returncode == 0, err[-2000:]
+        assert time.monotonic() - t0 < 10
+        assert "signal 15, stopping" in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
