@@ -139,13 +139,17 @@ async def send(
                 rec.done = now()
                 return rec
             usage = None
+            finished = None
             async with contextlib.aclosing(_sse_lines(resp)) as stream:
                 async for t, line in stream:
-                    if not line.startswith("data:"):
+                    if finished is not None or not line.startswith("data:"):
                         continue
                     payload = line[5:].strip()
                     if payload == "[DONE]":
-                        break
+                        # read on to the end of the body (a few bytes at most): a response
+                        # left unread makes httpx close the connection instead of reusing it
+                        finished = t
+                        continue
                     try:
                         data = json.loads(payload)
                     except ValueError:
@@ -177,7 +181,7 @@ async def send(
                         return rec
                     if data.get("usage"):
                         usage = data["usage"]
-            rec.done = now()
+            rec.done = finished if finished is not None else now()
     except asyncio.CancelledError:
         rec.error_class, rec.error = "interrupted", "stopped before the answer ended"
         rec.done = now()

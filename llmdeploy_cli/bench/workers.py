@@ -173,6 +173,16 @@ def _get(inbox, procs, results=None):
                         return ("error", w, f"exited with code {p.exitcode}")
 
 
+async def _open_connection(run: _Run) -> None:
+    """Open one keep-alive connection before t0, so the first request does not pay for it."""
+    import httpx
+
+    try:
+        await run.client.get(run.cfg.base_url.rstrip("/") + "/models", timeout=10.0)
+    except httpx.HTTPError:
+        pass  # the schedule's requests will say what is wrong
+
+
 def _worker(cfg: BenchConfig, tok_dir: str | None, inbox, start) -> None:
     """One worker process: build the client, wait for t0, send its shard, send records back."""
     w = cfg.shard[0]
@@ -198,6 +208,7 @@ def _worker(cfg: BenchConfig, tok_dir: str | None, inbox, start) -> None:
 
         async def main():
             async with run._client():
+                await _open_connection(run)
                 inbox.put(("ready", w))
                 loop = asyncio.get_running_loop()
                 t0 = await loop.run_in_executor(None, start.get)
