@@ -249,3 +249,63 @@ def test_runner_stops_cleanly_on_sigterm(tiny_gguf):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_gguf_matches_the_hf_model(tiny_gguf, tiny_model):
+    """The hand-written GGUF is the same model: llama.cpp tokenizes like the HF tokenizer
+    and ranks the next token like transformers (q/k permutation, norms, tied output)."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    port = free_port()
+    runner = Path(__file__).resolve().parents[2] / "backends" / "llamacpp_runner.py"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(runner),
+            "--model",
+            str(tiny_gguf),
+            "--port",
+            str(port),
+            "--n-gpu-layers",
+            "0",
+            "--threads",
+            "1",
+            "--no-webui",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(base + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        tok = transformers.AutoTokenizer.from_pretrained(tiny_model)
+        text = 'Hello! How can I help you today? JSON looks like {"ok": true}.'
+        want = tok(text, add_special_tokens=False)["input_ids"]
+        got = httpx.post(base + "/tokenize", json={"content": text}, timeout=10).json()["tokens"]
+        assert got == want
+
+        model = transformers.AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+        prompt = "The quick brown fox"
+        ids = tok(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            logprobs = model(ids).logits[0, -1].log_softmax(-1)
+        top = torch.topk(logprobs, 5)
+        r = httpx.post(
+            base + "/completion",
+            json={"prompt": prompt, "n_predict": 1, "temperature": 0, "n_probs": 5},
+            timeout=30,
+        ).json()
+        ranked = r["completion_probabilities"][0]["top_logprobs"]
+        assert [p["id"] for p in ranked] == top.indices.tolist()
+        for p, lp in zip(ranked, top.values.tolist(), strict=True):
+            assert abs(p["logprob"] - lp) < 1e-3
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
