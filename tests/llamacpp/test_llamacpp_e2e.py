@@ -309,3 +309,39 @@ def test_gguf_matches_the_hf_model(tiny_gguf, tiny_model):
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+
+
+def test_embedding_task_serves_vectors(tmp_path, env, tiny_gguf):
+    """model.task: embedding renders --embedding: readiness and smoke use /v1/embeddings."""
+    p = tmp_path / "emb.yml"
+    p.write_text(
+        textwrap.dedent(
+            f"""\
+            name: lcpp-emb
+            backend: llamacpp
+            model:
+              source: {tiny_gguf}
+              served_name: tiny-emb
+              task: embedding
+            server:
+              port: auto
+            resources:
+              device: cpu
+            options:
+              runtime: xllamacpp
+              threads: 1
+              pooling: mean
+            smoke:
+              expect:
+                embedding_dim: 64
+            """
+        )
+    )
+    r = run("serve", p, "--detach", "--json", env=env)
+    try:
+        assert r.returncode == 0, r.stderr + r.stdout
+        checks = {c["name"]: c["status"] for c in doc_of(r)["smoke"]["checks"]}
+        assert checks["embedding: vector"] == checks["expect: embedding_dim"] == "pass"
+    finally:
+        assert run("stop", "lcpp-emb", "--json", env=env).returncode == 0
+    assert wait_gone(str(tiny_gguf)) == []
