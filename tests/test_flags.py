@@ -240,7 +240,7 @@ OPTION_VALUES: dict[str, dict[str, list]] = {
         "generation_config": ["auto", "vllm"],
         "seed": [0],
         "hf_overrides": [{"rope_scaling": {"rope_type": "yarn", "factor": 4.0}}],
-        "compilation_config": [{"level": 3}],
+        "compilation_config": [{"cudagraph_capture_sizes": [1, 2, 4, 8]}],
         "limit_mm_per_prompt": [{"image": 2}],
         "default_chat_template_kwargs": [{"enable_thinking": False}],
         "max_loras": [With(4, enable_lora=True)],
