@@ -154,6 +154,8 @@ def test_every_example_with_a_parser_is_checked():
 
 BASE = {"name": "m", "model": {"source": "Qwen/Qwen2.5-1.5B-Instruct"}}
 BASES = {
+    # Infinity serves embedding and rerank models
+    "infinity": {"name": "m", "model": {"source": "BAAI/bge-small-en-v1.5", "task": "embedding"}},
     # Xinference launches a registry model by name; a hub id is refused.
     "xinference": {
         "name": "m",
