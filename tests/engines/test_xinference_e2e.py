@@ -275,5 +275,36 @@ def test_auth_on_with_a_key_from_the_environment(xinference_env, tiny_model, tmp
     assert (home / "auth" / "auth.db").is_file()
 
 
+def test_uv_install_keeps_the_cpu_torch(xinference_env, tmp_path):
+    """The uv path for real: uv reads neither pip's config nor its find-links, so llmctl
+    passes them on; the env must get the CPU torch and no CUDA package. Uses the uv that
+    xinference itself depends on (so it exists once the pip-installed env does)."""
+    uv = xinference_env / "bin" / "uv"
+    if not uv.exists():
+        pytest.skip("no uv in the xinference env")
+    bindir = tmp_path / "uvbin"
+    bindir.mkdir()
+    (bindir / "uv").symlink_to(uv)
+    engines = tmp_path / "engines"
+    env = llmctl_env(LLMCTL_ENGINES_DIR=engines)
+    env["PATH"] = f"{bindir}{os.pathsep}{env['PATH']}"
+    t0 = time.monotonic()
+    r = llmctl(
+        "engine", "install", "xinference", "--version", VERSION, "--device", "cpu", "--json",
+        env=env, timeout=900,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    doc = json_out(r)
+    print(f"\nuv install: {time.monotonic() - t0:.0f} s")
+    assert doc["installer"].startswith("uv")
+    site = next(Path(doc["path"]).glob("lib/python*/site-packages"))
+    dists = [d.name for d in site.glob("*.dist-info")]
+    assert "torch-2.13.0+cpu.dist-info" in dists, [d for d in dists if "torch" in d]
+    assert not [d for d in dists if d.startswith("nvidia_") and "ml_py" not in d]
+    assert not [d for d in dists if d.startswith("torchvision-")]  # removed: CUDA build
+    assert llmctl("engine", "remove", "xinference", env=env).returncode == 0
+    assert not Path(doc["path"]).exists()
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-v", "-s"]))
