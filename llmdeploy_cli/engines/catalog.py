@@ -86,7 +86,7 @@ RECIPES: dict[str, Recipe] = {
         Recipe(
             name="sglang",
             distribution="sglang",
-            default_version="0.5.0",
+            default_version="0.5.19",
             executable="python",
             devices=("cuda",),
             packages=("sglang[srt]=={version}",),
