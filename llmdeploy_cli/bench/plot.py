@@ -68,9 +68,9 @@ def draw(path: Path, runs: list[Series], title: str, sweep: str | None = None) -
     if not embedding:
         metrics = [("ttft", "Time to first token"), ("itl", "Inter-token latency"), *metrics]
     panels = len(metrics) + (1 if sweep else 0)
-    cols = 2 if panels > 1 else 1
+    cols = panels if panels <= 3 else 2
     rows = (panels + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(6.4 * cols, 4.4 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.6 * cols, 4.4 * rows), squeeze=False)
     flat = [ax for row in axes for ax in row]
     for ax, (key, name) in zip(flat, metrics, strict=False):
         drawn = False
@@ -84,6 +84,10 @@ def draw(path: Path, runs: list[Series], title: str, sweep: str | None = None) -
         ax.set_ylabel("fraction of values ≤ x")
         ax.set_ylim(0, 1.02)
         ax.grid(True, alpha=0.3)
+        for y, name in ((0.5, "p50"), (0.99, "p99")):
+            ax.axhline(y, color="grey", linestyle=":", linewidth=0.8)
+            ax.annotate(name, (0, y), xycoords=("axes fraction", "data"), xytext=(2, 2),
+                        textcoords="offset points", fontsize=7, color="grey")  # fmt: skip
         if drawn:
             _log_if_wide(ax, [v for s in runs for v in getattr(s, key)])
             if len(runs) > 1:
