@@ -62,13 +62,17 @@ def bench(
     concurrency: Annotated[
         str | None,
         typer.Option(
-            "--concurrency", "-c", help="Closed loop: at most N in flight; a list (1,4,16) sweeps."
+            "--concurrency",
+            "-c",
+            metavar="N[,N...]",
+            help="Closed loop: at most N in flight; a list (1,4,16) sweeps.",
         ),
     ] = None,
     request_rate: Annotated[
         str | None,
         typer.Option(
             "--request-rate",
+            metavar="R[,R...]",
             help="Open loop: requests per second (inf: all at once); a list (2,8,inf) sweeps.",
         ),
     ] = None,
