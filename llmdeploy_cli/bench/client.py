@@ -103,6 +103,16 @@ async def _sse_lines(resp):
         yield now(), buf.rstrip(b"\r").decode("utf-8", "replace")
 
 
+def _tracer(rec: RequestRecord):
+    """httpcore's trace hook: stamp `rec.written` when the request headers start going out."""
+
+    async def trace(event: str, info: dict) -> None:
+        if event == "http11.send_request_headers.started":
+            rec.written = now()
+
+    return trace
+
+
 def _error_message(status: int, body: bytes) -> str:
     try:
         data = json.loads(body)
@@ -130,7 +140,9 @@ async def send(
     headers = {"x-request-id": rec.request_id} if rec.request_id else None
     rec.sent = now()
     try:
-        async with client.stream("POST", url, json=body, headers=headers) as resp:
+        async with client.stream(
+            "POST", url, json=body, headers=headers, extensions={"trace": _tracer(rec)}
+        ) as resp:
             rec.status = resp.status_code
             if resp.status_code != 200:
                 raw = await resp.aread()
@@ -227,7 +239,9 @@ async def send_embeddings(
     headers = {"x-request-id": rec.request_id} if rec.request_id else None
     rec.sent = now()
     try:
-        resp = await client.post(url, json=body, headers=headers)
+        resp = await client.post(
+            url, json=body, headers=headers, extensions={"trace": _tracer(rec)}
+        )
         rec.done = rec.last_choice = now()
         rec.status = resp.status_code
         if resp.status_code != 200:
