@@ -282,3 +282,24 @@ def test_workers_split_a_concurrency_cap():
         run = run_bench(BenchConfig(url, "standin", wl, concurrency=3, num_prompts=9, workers=2))
     assert run.result["completed"] == 9
     assert run.result["max_concurrent_requests"] <= 3
+
+
+# -- send lag ---------------------------------------------------------------------------------
+
+
+def test_send_lag_runs_to_the_first_write():
+    from llmdeploy_cli.bench.metrics import RequestRecord
+
+    r = RequestRecord(0, due=1.0, slot=1.0, sent=1.001)
+    assert r.send_lag == pytest.approx(0.001)
+    r.written = 1.004  # httpx began writing 3 ms after the client started the request
+    assert r.send_lag == pytest.approx(0.004)
+
+
+def test_written_is_stamped_between_start_and_answer():
+    with standin("--ttft-ms", "5", "--itl-ms", "1") as (url, _):
+        run = run_bench(
+            BenchConfig(url, "standin", random_workload(3, 4, 2), concurrency=1, num_prompts=3)
+        )
+    for rec in run.records:
+        assert rec.sent <= rec.written <= rec.first_chunk
