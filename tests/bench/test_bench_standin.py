@@ -151,6 +151,12 @@ def test_server_killed_mid_run_writes_partial_result(tmp_path, capsys):
     assert doc["llmctl"]["not_sent"] > 0
 
 
+def measured_requests(url: str) -> int:
+    """Requests of the measured run (not the check) the stand-in has received so far."""
+    stamps = httpx.get(url.removesuffix("/v1") + "/stamps", timeout=5).json()
+    return sum(k.startswith("llmctl-") and "check" not in k for k in stamps)
+
+
 def test_ctrl_c_writes_what_was_measured(tmp_path):
     out = tmp_path / "int.json"
     with standin("--ttft-ms", "20", "--itl-ms", "20") as (url, _):
@@ -161,8 +167,10 @@ def test_ctrl_c_writes_what_was_measured(tmp_path):
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )  # fmt: skip
         try:
-            deadline = time.monotonic() + 20
-            time.sleep(1.5)
+            deadline = time.monotonic() + 30
+            # interrupt once the run is under way (a busy machine can take seconds to start)
+            while measured_requests(url) < 4 and time.monotonic() < deadline - 10:
+                time.sleep(0.1)
             proc.send_signal(signal.SIGINT)
             stdout, stderr = proc.communicate(timeout=max(1, deadline - time.monotonic()))
         finally:
