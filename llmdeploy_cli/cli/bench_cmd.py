@@ -144,6 +144,14 @@ def bench(
         Path | None,
         typer.Option("--plot", help="Draw latency CDFs (and a sweep's curve) to FILE.png."),
     ] = None,
+    baseline: Annotated[
+        Path | None,
+        typer.Option(
+            "--baseline",
+            help="A saved result: --fail-if may then compare against it, "
+            "e.g. 'p99_ttft_ms>+10%' (as in bench compare).",
+        ),
+    ] = None,
     json_: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
 ) -> int:
     """Load-test a chat or embeddings endpoint: TTFT, ITL, TPOT, E2E, throughput, goodput,
@@ -192,12 +200,17 @@ def bench(
 
     base_url, model_name, key, tok_dir, ep_task = _endpoint(file, url, model, api_key_env)
     task = task or ep_task
-    if task == "embedding":
-        gates = parse_gates(fail_if, embedding_result_keys())
+    known = embedding_result_keys() if task == "embedding" else result_keys()
+    if task != "embedding" and batch_size != 1:
+        raise UsageError("--batch-size is for embeddings (--task embedding)")
+    base = None
+    if baseline is not None:  # regression gates against a saved result (bench compare's)
+        from llmdeploy_cli.bench import compare as cmp
+
+        base = cmp.load(baseline)
+        gates = [cmp.parse_compare_gate(t, known) for t in fail_if or []]
     else:
-        gates = parse_gates(fail_if, result_keys())
-        if batch_size != 1:
-            raise UsageError("--batch-size is for embeddings (--task embedding)")
+        gates = parse_gates(fail_if, known)
     workload, tok = _workload(
         dataset,
         tokenizer or tok_dir,
@@ -251,8 +264,11 @@ def bench(
             if runs[-1].interrupted or runs[-1].server_lost:
                 break
     checks_per_run = []
-    for run in runs:
-        checks = evaluate(gates, run.result) if gates else []
+    for p, run in zip(points, runs, strict=False):
+        if base is not None:
+            checks = _baseline_checks(gates, base, baseline, _point_label(sweep, p), run.result)
+        else:
+            checks = evaluate(gates, run.result) if gates else []
         if checks:
             run.result["llmctl"]["gates"] = checks
         checks_per_run.append(checks)
@@ -352,6 +368,23 @@ def _plot(path: Path, sweep: str | None, points: list, runs: list) -> None:
         raise LlmctlError(f"cannot write the plot {path}: {e.strerror or e}") from None
 
 
+def _baseline_checks(gates, base, path: Path, label: str, result: dict) -> list[dict]:
+    """This run (or sweep point) against the baseline's point of the same label, or against
+    the baseline when it is a single run. A point the baseline lacks fails its gates."""
+    from llmdeploy_cli.bench import compare as cmp
+
+    here = cmp.ResultFile(Path("this run"), None, [(label, result)])
+    _, b, cand = cmp.match(base, here)[0]
+    out = []
+    for g in gates:
+        failed, value = g.check(b, cand)
+        out.append(
+            {"gate": g.text, "key": g.key, "mode": g.mode, "baseline": str(path),
+             "value": value, "failed": failed}
+        )  # fmt: skip
+    return out
+
+
 def _exit(runs: list, checks: list[dict], saved: Path | None, json_: bool) -> int:
     where = f"; partial result written to {saved}" if saved else ""
     completed = sum(run.result["completed"] for run in runs)
@@ -385,6 +418,9 @@ def _exit(runs: list, checks: list[dict], saved: Path | None, json_: bool) -> in
     if failed_gates:
         if not json_:
             for c in failed_gates:
+                if "mode" in c:
+                    error_text(f"--fail-if {c['gate']}: failed ({_gate_value(c)})")
+                    continue
                 v = "no value" if c["value"] is None else f"{c['value']:.4g}"
                 error_text(f"--fail-if {c['gate']}: failed ({c['key']} = {v})")
         return int(ExitCode.ASSERTION)

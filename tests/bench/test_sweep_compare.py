@@ -303,3 +303,18 @@ def test_written_is_stamped_between_start_and_answer():
         )
     for rec in run.records:
         assert rec.sent <= rec.written <= rec.first_chunk
+
+
+def test_bench_run_gated_against_a_baseline(tmp_path, capsys):
+    base = tmp_path / "base.json"
+    with standin("--ttft-ms", "5", "--itl-ms", "1") as (url, _):
+        assert bench(url, "-n", "4", "--save-result", str(base)) == 0
+    with standin("--ttft-ms", "400", "--itl-ms", "1") as (url, _):
+        capsys.readouterr()
+        code = bench(url, "-n", "4", "--baseline", str(base), "--json",
+                     "--fail-if", "median_ttft_ms>+100%", "--fail-if", "failed>0")  # fmt: skip
+    assert code == 6
+    doc = json.loads(capsys.readouterr().out)
+    pct, failed = doc["llmctl"]["gates"]
+    assert pct["failed"] is True and pct["mode"] == "pct" and pct["value"] > 100
+    assert failed["failed"] is False and failed["value"] == 0
