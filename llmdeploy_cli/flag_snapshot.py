@@ -36,8 +36,12 @@ SCHEMA = 1
 
 def _argparse_options(parser: argparse.ArgumentParser) -> dict:
     out = {}
-    for action in parser._actions:  # noqa: SLF001 - the only complete list argparse keeps
-        if not action.option_strings or isinstance(action, argparse._HelpAction):
+    # `_option_string_actions` is the table argparse matches against: it also holds
+    # spellings an action hides from its option_strings (vLLM 0.33 keeps accepting
+    # `--no-enable-x` that way).
+    table = parser._option_string_actions  # noqa: SLF001
+    for opt_string, action in sorted(table.items()):
+        if isinstance(action, argparse._HelpAction):
             continue
         takes_value = action.nargs != 0
         choices = None
@@ -48,11 +52,10 @@ def _argparse_options(parser: argparse.ArgumentParser) -> dict:
                 choices = None
         kind = getattr(action.type, "__name__", None) if action.type else None
         nargs = action.nargs if isinstance(action.nargs, (str, int)) else None
-        for opt in action.option_strings:
-            spec = {"takes_value": takes_value, "choices": choices, "kind": kind}
-            if nargs not in (None, 0, 1):
-                spec["nargs"] = nargs  # "?", "*", "+" or a count
-            out[opt] = spec
+        spec = {"takes_value": takes_value, "choices": choices, "kind": kind}
+        if nargs not in (None, 0, 1):
+            spec["nargs"] = nargs  # "?", "*", "+" or a count
+        out[opt_string] = spec
     return out
 
 

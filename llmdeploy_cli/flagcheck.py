@@ -224,11 +224,13 @@ def check_resolved(resolved, state_dir: Path) -> FlagReport:
     the version rendered for; else nothing to check against, said plainly.
     """
     from llmdeploy_cli.engine_env import find_executable
+    from llmdeploy_cli.flag_snapshot import ENGINES
 
     backend, profile, plan = resolved.backend, resolved.profile, resolved.plan
     engine, version = backend.name, plan.engine_version or backend.newest_known
     snapshot, source = None, ""
-    if (plan.version_source or "").startswith("dist-info"):
+    readable = engine in ENGINES  # engines whose parser flag_snapshot.py knows how to read
+    if readable and (plan.version_source or "").startswith("dist-info"):
         exe = find_executable(backend, profile)
         python = engine_python(exe) if exe else None
         if python:
@@ -237,6 +239,8 @@ def check_resolved(resolved, state_dir: Path) -> FlagReport:
     if snapshot is None:
         snapshot = committed_snapshot(engine, version)
         source = f"llmctl's snapshot of {engine} {version}"
+    if snapshot is None and not readable and not committed_versions(engine):
+        return FlagReport(False, f"llmctl cannot read {engine}'s parser (not a Python CLI)", [])
     if snapshot is None:
         have = committed_versions(engine)
         why = f"{engine} {version} is not installed where the profile points and llmctl has " + (
