@@ -405,6 +405,10 @@ class XinferenceBackend(Backend):
             env["XINFERENCE_AUTH_ADVANCED"] = "0"
         if profile.model.trust_remote_code:
             env["XINFERENCE_TRUST_REMOTE_CODE"] = "1"
+        if profile.offline:
+            # 4.x builds a virtualenv per launch and installs into it from the package
+            # index (XINFERENCE_ENABLE_VIRTUAL_ENV defaults to 1): not on an offline machine.
+            env.setdefault("XINFERENCE_ENABLE_VIRTUAL_ENV", "0")
 
         warnings = []
         if self.model_name(profile, opts) is None:

@@ -565,10 +565,19 @@ def _stream(ctx: _Ctx, spec: SmokeSpec, body: dict | None = None) -> None:
                 if delta.get("role") and x.text_chunks and not got_text:
                     role_after_text = True
                 if choice.get("finish_reason"):
-                    if finish_seen:
+                    if finish_seen and got_text:
                         x.order_problems.append("finish_reason sent twice")
+                    elif finish_seen:
+                        # Xinference 4.x closes with a second, empty chunk ("length" then
+                        # "stop"): harmless to a client; keep the first reason.
+                        second = choice["finish_reason"]
+                        ctx.warn(
+                            f"stream: a second finish_reason ({second!r}) came in an empty "
+                            "chunk; kept the first"
+                        )
+                    else:
+                        x.finish_reason = choice["finish_reason"]
                     finish_seen = True
-                    x.finish_reason = choice["finish_reason"]
     except httpx.TransportError as e:
         raise _transport_error(ctx, e, url) from None
     x.e2e_s = time.monotonic() - t0

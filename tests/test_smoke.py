@@ -518,3 +518,17 @@ def test_proxy_variables_apply_to_remote_urls_only():
     assert not _use_proxy_env("http://localhost:8000/v1")
     assert not _use_proxy_env("http://[::1]:8000/v1")
     assert _use_proxy_env("http://gpu-box.internal:8000/v1")
+
+
+def test_second_finish_in_an_empty_chunk_is_a_warning():
+    """Xinference 4.x closes a stream with a second, empty finish chunk."""
+    with OpenAIStandin(["m"], fault="second_empty_finish") as s:
+        rep = run_smoke(Endpoint(s.base_url, "m"), SmokeSpec())
+    assert rep.ok
+    assert rep.exchange("stream").finish_reason == "stop"
+    assert any("second finish_reason" in w for w in rep.warnings)
+
+
+def test_text_after_finish_still_fails():
+    with OpenAIStandin(["m"], fault="text_after_finish") as s, pytest.raises(SmokeFailed):
+        run_smoke(Endpoint(s.base_url, "m"), SmokeSpec())

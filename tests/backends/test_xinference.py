@@ -197,6 +197,9 @@ def test_modelscope_offline_and_home_environment(render):
     assert env["XINFERENCE_MODEL_SRC"] == "modelscope"
     assert env["HF_HUB_OFFLINE"] == "1" and env["TRANSFORMERS_OFFLINE"] == "1"
     assert env["XINFERENCE_HOME"] == os.path.expanduser("~/xh")
+    # offline: no per-launch virtualenv (it installs from the package index)
+    assert env["XINFERENCE_ENABLE_VIRTUAL_ENV"] == "0"
+    assert "XINFERENCE_ENABLE_VIRTUAL_ENV" not in render().server.command.env
 
 
 def test_serve_puts_xinference_home_under_the_state_dir(resolved):

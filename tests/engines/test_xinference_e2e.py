@@ -21,7 +21,6 @@ import socket
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import pytest
@@ -121,25 +120,11 @@ def gone(procs: list) -> list:
     return left
 
 
-# Xinference 4.1's transformers engine ends a stream with two finish chunks: the last
-# token's chunk carries finish_reason "length" (with usage), then an empty delta carries
-# "stop". llmctl's smoke fails that ("finish_reason sent twice"); until the smoke decides
-# whether to accept it, that one failure is reported as a warning here.
-KNOWN_QUIRKS = {("stream: order", "finish_reason sent twice")}
-
-
 def check_smoke(r) -> None:
-    doc = json_out(r)
-    if r.returncode == 0:
-        assert doc["ok"] is True
-        return
-    report = doc.get("report") or {}
-    failed = [c for c in report.get("checks", []) if c["status"] == "fail"]
-    assert failed, r.stdout[-3000:]
-    unknown = [c for c in failed if (c["name"], c.get("detail")) not in KNOWN_QUIRKS]
-    assert not unknown, unknown
-    assert r.returncode == 6
-    warnings.warn(f"xinference smoke: known quirk: {failed}", stacklevel=2)
+    # Xinference 4.1 ends a stream with a second, empty finish chunk: the smoke accepts it
+    # with a warning (llmdeploy_cli/smoke.py), so the smoke must pass outright.
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    assert json_out(r)["ok"] is True
 
 
 def serve_smoke_stop(
@@ -149,7 +134,7 @@ def serve_smoke_stop(
 
     t0 = time.monotonic()
     r = llmctl(
-        "serve", prof, "--detach", "--no-smoke", "--json", "--timeout", "600",
+        "serve", prof, "--detach", "--json", "--timeout", "600",
         env=env, timeout=660,
     )  # fmt: skip
     took = time.monotonic() - t0

@@ -35,6 +35,7 @@ FAULTS = {
     "empty",  # empty content, nothing else
     "no_finish",  # no finish_reason anywhere
     "text_after_finish",  # stream: a content chunk after the finish chunk
+    "second_empty_finish",  # stream: a second, empty finish chunk (Xinference 4.x)
     "error500",  # every completion answers 500
     "reject_stream_options",  # 400 when stream_options is sent
     "stream_error",  # stream carries {"error": ...} mid-way
@@ -271,6 +272,8 @@ class _Handler(BaseHTTPRequestHandler):
         chunk({}, finish=finish)
         if f == "text_after_finish":
             chunk({"content": " late"})
+        if f == "second_empty_finish":  # Xinference 4.x: "length", then an empty "stop"
+            chunk({}, finish="length")
         include = (body.get("stream_options") or {}).get("include_usage")
         usage = self._usage(len(pieces))
         if include and usage is not None:
