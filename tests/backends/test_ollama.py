@@ -647,11 +647,6 @@ def test_real_ollama_serves_a_gguf(resolve, tmp_path):  # pragma: no cover - nee
 # -- through `llmctl serve` ----------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    reason="the readiness ladder (supervise/session.py, readiness.py) waits for the model to "
-    "be listed before it runs after_ready, so a model Ollama must pull/create never appears",
-    strict=False,
-)
 def test_serve_against_a_running_ollama_creates_and_preloads(standin, profile_file, tmp_path):
     import os
     import subprocess
