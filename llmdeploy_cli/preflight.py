@@ -197,9 +197,22 @@ def _offline_problems(r: Resolved, environ) -> list[Problem]:
     return found
 
 
-def check(r: Resolved, *, environ=None, check_running: bool = True) -> list[Problem]:
-    """Raise PreflightError (exit 3) when anything fails; return the warnings."""
+def check(
+    r: Resolved, *, environ=None, check_running: bool = True, force: bool = False
+) -> list[Problem]:
+    """Raise PreflightError (exit 3) when anything fails; return the warnings.
+
+    `force` (serve --force) turns a memory plan that does not fit into a warning: the
+    plan is an estimate, and the engine has the last word.
+    """
     found = problems(r, environ=environ, check_running=check_running)
+    if force:
+        found = [
+            Problem(p.check, "warn", p.message + " (--force: serving anyway)", p.fix, p.data)
+            if p.level == "fail" and p.check == "gpu.memory"
+            else p
+            for p in found
+        ]
     fails = [p for p in found if p.level == "fail"]
     if fails:
         first = fails[0]

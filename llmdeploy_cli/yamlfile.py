@@ -93,7 +93,21 @@ def parse_yaml(text: str, file: str, env: Mapping[str, str]) -> tuple[object, So
     if node is None:
         raise ProfileError([ProfileIssue("the file is empty", file=file, line=1)])
     issues: list[ProfileIssue] = []
-    data = _convert(node, (), smap, env, issues)
+    try:
+        data = _convert(node, (), smap, env, issues)
+    except yaml.YAMLError as e:  # a value no safe constructor takes (`=`, `!tag x`)
+        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ProfileError(
+            [
+                ProfileIssue(
+                    f"unsupported YAML value: {problem}",
+                    file=file,
+                    line=mark.line + 1 if mark else None,
+                    hint="quote the value to make it a string",
+                )
+            ]
+        ) from None
     if issues:
         raise ProfileError(issues)
     return data, smap

@@ -117,3 +117,12 @@ def test_relative_model_path_is_relative_to_profile(write_profile, tmp_path):
 def test_hub_id_is_not_a_path(write_profile):
     p = load_profile(write_profile(MINIMAL.replace("/models/tiny", "Qwen/Qwen2.5-0.5B")), {})
     assert p.model_path() is None
+
+
+@pytest.mark.parametrize(
+    "text", ["=\n", "name: !custom x\n", "model: {source: !!python/name:os.system x}\n"]
+)
+def test_values_no_safe_constructor_takes(write_profile, text):
+    """Found by the fuzzer: `=` is YAML's value tag; custom tags are refused, never run."""
+    [issue] = issues_of(write_profile(text))
+    assert "YAML" in issue.message and issue.line == 1

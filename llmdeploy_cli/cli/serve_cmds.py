@@ -152,6 +152,12 @@ def serve(
     no_smoke: Annotated[
         bool, typer.Option("--no-smoke", help="Skip the smoke prompt once ready.")
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Serve even when the memory plan says the profile cannot fit."
+        ),
+    ] = False,
 ) -> int:
     """Start the engine of a profile, wait until it really answers, smoke it, and keep it
     running (foreground: until Ctrl-C / SIGTERM; --detach: under a supervisor)."""
@@ -164,7 +170,7 @@ def serve(
     profile, plan = r.profile, r.plan
     for w in plan.warnings:
         warn(w)
-    for p in preflight.check(r):
+    for p in preflight.check(r, force=force):
         warn(f"{p.message}" + (f" ({p.fix})" if p.fix else ""))
     port = _port_of(plan.endpoint.base_url)
     if detach:
