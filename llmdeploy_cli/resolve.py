@@ -87,3 +87,25 @@ def resolve_profile(
     if version.warning:
         plan.warnings.insert(0, version.warning)
     return Resolved(profile, backend, plan)
+
+
+def resolve_served(path: str | Path, environ: Mapping[str, str] | None = None) -> Resolved:
+    """Resolve a profile the way its running server was: `port: auto` takes the port the
+    server got (from its run state). Used by commands that talk to a served profile
+    (smoke, bench)."""
+    from llmdeploy_cli.errors import UnreachableError
+
+    environ = os.environ if environ is None else environ
+    profile = load_profile(path, environ)
+    if profile.server.port != "auto":
+        return resolve_profile(profile, environ)
+    from llmdeploy_cli.supervise import state
+
+    rec = state.load(profile.name)
+    if rec is None or rec.port is None or state.liveness(rec) != "running":
+        raise UnreachableError(
+            f"{path}: the profile uses 'port: auto' and no running server "
+            f"'{profile.name}' was found",
+            hint=f"start it with 'llmctl serve {path} --detach', or pass --url",
+        )
+    return resolve_profile(profile, environ, port=rec.port)

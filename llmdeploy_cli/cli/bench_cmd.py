@@ -441,14 +441,9 @@ def _endpoint(file, url, model, api_key_env):
     import os
 
     if file is not None:
-        from llmdeploy_cli.resolve import resolve
+        from llmdeploy_cli.resolve import resolve_served
 
-        if _auto_port(file):
-            raise UsageError(
-                f"{file} has `server.port: auto`, so only the running server knows its port",
-                hint="pass --url http://HOST:PORT/v1 (llmctl status shows it)",
-            )
-        r = resolve(file)
+        r = resolve_served(file)  # port: auto -> the port its running server got
         ep = r.plan.endpoint
         task = "embedding" if ep.task in ("embedding", "embed", "embeddings") else ep.task
         if task not in ("chat", "embedding"):
@@ -475,12 +470,6 @@ def _endpoint(file, url, model, api_key_env):
     if api_key_env and not key:
         raise UsageError(f"the API key variable {api_key_env} is not set")
     return url.rstrip("/"), model, key, None, "chat"
-
-
-def _auto_port(file: Path) -> bool:
-    from llmdeploy_cli.profile import load_profile
-
-    return load_profile(file).server.port == "auto"
 
 
 def _local_dir(profile, source: str | None) -> Path | None:

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from llmdeploy_cli.cli.output import emit_json, out, warn
-from llmdeploy_cli.errors import UnreachableError, UsageError
+from llmdeploy_cli.errors import UsageError
 
 
 def register(app: typer.Typer) -> None:
@@ -105,18 +105,9 @@ def smoke(
 
 # -- where the endpoint comes from ---------------------------------------------------------
 def _from_profile(file: Path, model: str | None, task: str | None):
-    from llmdeploy_cli.resolve import resolve
+    from llmdeploy_cli.resolve import resolve_served
 
-    r = resolve(file)
-    if r.profile.server.port == "auto":
-        port = _running_port(r.profile.name)
-        if port is None:
-            raise UnreachableError(
-                f"{file}: the profile uses 'port: auto' and no running server "
-                f"'{r.profile.name}' was found",
-                hint=f"start it with 'llmctl serve {file} --detach', or pass --url",
-            )
-        r = resolve(file, port=port)
+    r = resolve_served(file)
     endpoint = r.plan.endpoint
     if model:
         endpoint = dataclasses.replace(endpoint, model=model)
@@ -148,43 +139,6 @@ def _normalize_url(url: str) -> str:
     if not u.endswith("/v1"):
         u += "/v1"
     return u
-
-
-def _running_port(name: str) -> int | None:
-    """The port of the running server NAME, from the supervisor's run state, if any."""
-    try:
-        from llmdeploy_cli.supervise import state as st
-    except ImportError:
-        return None
-    load = getattr(st, "load", None)
-    if not callable(load):
-        return None
-    try:
-        rec = load(name)
-        liveness = getattr(st, "liveness", None)
-        if rec is not None and callable(liveness) and liveness(rec) != "running":
-            return None
-    except Exception:  # noqa: BLE001 - an unreadable or stale record means "not running"
-        return None
-    return _port_of(rec)
-
-
-def _port_of(rec: Any) -> int | None:
-    if rec is None:
-        return None
-    get = rec.get if isinstance(rec, dict) else lambda k: getattr(rec, k, None)
-    port = get("port")
-    if isinstance(port, int):
-        return port
-    base = get("base_url")
-    if isinstance(base, str):
-        from urllib.parse import urlsplit
-
-        try:
-            return urlsplit(base).port
-        except ValueError:
-            return None
-    return None
 
 
 # -- output ---------------------------------------------------------------------------------

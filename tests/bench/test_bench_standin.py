@@ -210,19 +210,41 @@ def test_profile_file_gives_url_model_and_api_key(write_profile, monkeypatch, ca
     assert "s3cret" not in json.dumps(doc)
 
 
-def test_profile_with_auto_port_asks_for_url(write_profile, capsys):
+def test_profile_with_auto_port_uses_the_running_server(write_profile, capsys):
+    from llmdeploy_cli.supervise import state
+
     profile = write_profile(
         """
-        name: x
-        backend: transformers
+        name: auto
+        backend: vllm
         model:
-          source: ./m
+          source: ./no-such-model-dir
+          served_name: standin
         server:
           port: auto
         """
     )
-    assert main(["bench", str(profile), "-n", "1"]) == 2
-    assert "--url" in capsys.readouterr().err
+    assert main(["bench", str(profile), "-n", "1"]) == 5  # nothing serves it
+    err = capsys.readouterr().err
+    assert "port: auto" in err and "--url" in err
+    with standin("--ttft-ms", "1", "--itl-ms", "1") as (url, _):
+        port = int(url.split(":")[2].split("/")[0])
+        st = state.RunState(
+            name="auto",
+            backend="vllm",
+            profile=str(profile),
+            profile_hash=None,
+            base_url=url,
+            model="standin",
+            port=port,
+            log="/dev/null",
+            phase="ready",
+            managed=False,  # nothing of ours to be alive: the record alone says running
+        )
+        state.save(st)
+        code = main(["bench", str(profile), "-n", "2", "--output-len", "3", "--json"])
+        assert code == 0, capsys.readouterr().err
+        assert json.loads(capsys.readouterr().out)["completed"] == 2
 
 
 def test_reasoning_chunks_count_for_ttft():
