@@ -118,7 +118,11 @@ class RuntimeSpec(Section):
     executable: str | None = Field(
         None, description="The engine's executable: a path, or a name looked up in the env."
     )
-    venv: str | None = Field(None, description="Virtual environment that holds the engine.")
+    venv: str | None = Field(
+        None,
+        description="Virtual environment that holds the engine, or engine:NAME[@VERSION] "
+        "for one made by `llmctl engine install`.",
+    )
     conda_env: str | None = Field(None, description="Conda environment (name or prefix path).")
     engine_version: str | None = Field(
         None, description="Engine version to render for when it cannot be read from the env."
