@@ -38,19 +38,18 @@ from llmdeploy_cli.backend import (
     Command,
     Endpoint,
     Plan,
-    Probe,
-    Readiness,
     RenderContext,
     Step,
     StopPlan,
     flag,
+    negatable_flag,
 )
 from llmdeploy_cli.engine_env import executable_for_argv
 from llmdeploy_cli.errors import ProfileIssue
 from llmdeploy_cli.profile import Profile
 
 if TYPE_CHECKING:  # pragma: no cover
-    import httpx
+    pass
 
 URL_PREFIX = "/v1"
 
@@ -158,15 +157,15 @@ class InfinityBackend(Backend):
         flag(argv, "--device", r.device)
         flag(argv, "--batch-size", r.max_num_seqs)
         flag(argv, "--engine", opts.engine)
-        _bool(argv, "--model-warmup", opts.model_warmup)
-        _bool(argv, "--vector-disk-cache", opts.vector_disk_cache)
-        _bool(argv, "--lengths-via-tokenize", opts.lengths_via_tokenize)
-        _bool(argv, "--compile", opts.compile)
-        _bool(argv, "--bettertransformer", opts.bettertransformer)
+        negatable_flag(argv, "--model-warmup", opts.model_warmup)
+        negatable_flag(argv, "--vector-disk-cache", opts.vector_disk_cache)
+        negatable_flag(argv, "--lengths-via-tokenize", opts.lengths_via_tokenize)
+        negatable_flag(argv, "--compile", opts.compile)
+        negatable_flag(argv, "--bettertransformer", opts.bettertransformer)
         flag(argv, "--embedding-dtype", opts.embedding_dtype)
         flag(argv, "--pooling-method", opts.pooling_method)
         flag(argv, "--log-level", opts.log_level)
-        _bool(argv, "--permissive-cors", opts.permissive_cors)
+        negatable_flag(argv, "--permissive-cors", opts.permissive_cors)
         argv += profile.extra_args
         warnings = []
         if any(a == "--api-key" or a.startswith("--api-key=") for a in profile.extra_args):
@@ -190,24 +189,5 @@ class InfinityBackend(Backend):
         )
 
     # -- runtime side ---------------------------------------------------------------------
-    def probe(self, client: httpx.Client, endpoint: Endpoint) -> Probe:
-        import httpx
-
-        try:
-            r = client.get(endpoint.health_url or endpoint.base_url + "/models")
-        except httpx.TransportError as e:
-            # Infinity loads the model before uvicorn accepts: refused means loading too.
-            return Probe(Readiness.DOWN, f"{type(e).__name__} (Infinity opens its port after load)")
-        if r.status_code == 200:
-            return Probe(Readiness.READY, "/health 200")
-        return Probe(Readiness.LOADING, f"/health {r.status_code}")
-
     def stop_plan(self, profile: Profile) -> StopPlan:
         return StopPlan(grace_s=15.0)
-
-
-def _bool(argv: list, name: str, value: bool | None) -> None:
-    """A Typer --x/--no-x pair: True -> --x, False -> --no-x, None -> nothing."""
-    if value is None:
-        return
-    argv.append(name if value else "--no-" + name[2:])

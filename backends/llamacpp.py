@@ -44,8 +44,6 @@ from llmdeploy_cli.backend import (
     Command,
     Endpoint,
     Plan,
-    Probe,
-    Readiness,
     RenderContext,
     Step,
     StopPlan,
@@ -56,7 +54,7 @@ from llmdeploy_cli.errors import ProfileIssue
 from llmdeploy_cli.profile import Profile
 
 if TYPE_CHECKING:  # pragma: no cover
-    import httpx
+    pass
 
 RUNNER = Path(__file__).resolve().with_name("llamacpp_runner.py")
 RUNTIMES = ("server", "xllamacpp", "llama-cpp-python")
@@ -385,20 +383,6 @@ class LlamacppBackend(Backend):
         )
 
     # -- runtime side ---------------------------------------------------------------------
-    def probe(self, client: httpx.Client, endpoint: Endpoint) -> Probe:
-        import httpx
-
-        url = endpoint.health_url or endpoint.base_url + "/models"
-        try:
-            r = client.get(url)
-        except httpx.TransportError as e:
-            return Probe(Readiness.DOWN, type(e).__name__)
-        if r.status_code == 200:
-            return Probe(Readiness.READY, f"{_path(url)} 200")
-        if r.status_code == 503:
-            return Probe(Readiness.LOADING, f"{_path(url)} 503 ({_message(r) or 'loading'})")
-        return Probe(Readiness.LOADING, f"{_path(url)} {r.status_code}")
-
     def stop_plan(self, profile: Profile) -> StopPlan:
         return StopPlan(grace_s=10.0)
 

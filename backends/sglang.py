@@ -41,8 +41,6 @@ from llmdeploy_cli.backend import (
     Backend,
     Command,
     Plan,
-    Probe,
-    Readiness,
     RenderContext,
     Step,
     StopPlan,
@@ -53,9 +51,7 @@ from llmdeploy_cli.errors import ProfileIssue
 from llmdeploy_cli.profile import Profile
 
 if TYPE_CHECKING:  # pragma: no cover
-    import httpx
-
-    from llmdeploy_cli.backend import Endpoint
+    pass
 
 MODULE = "sglang.launch_server"
 
@@ -263,19 +259,6 @@ class SglangBackend(Backend):
         flag(argv, "--enable-metrics", o.enable_metrics)
 
     # -- runtime side ---------------------------------------------------------------------
-    def probe(self, client: httpx.Client, endpoint: Endpoint) -> Probe:
-        import httpx
-
-        try:
-            r = client.get(endpoint.health_url or endpoint.base_url + "/models")
-        except httpx.TransportError as e:
-            return Probe(Readiness.DOWN, type(e).__name__)
-        if r.status_code == 200:
-            return Probe(Readiness.READY, "/health 200")
-        if r.status_code == 503:
-            return Probe(Readiness.LOADING, "/health 503 (warming up)")
-        return Probe(Readiness.LOADING, f"/health {r.status_code}")
-
     def stop_plan(self, profile: Profile) -> StopPlan:
         # launch_server kills its scheduler/detokenizer children on the way out.
         return StopPlan(grace_s=30.0)

@@ -43,21 +43,18 @@ from llmdeploy_cli.backend import (
     Backend,
     Command,
     Plan,
-    Probe,
-    Readiness,
     RenderContext,
     Step,
     StopPlan,
     flag,
+    negatable_flag,
 )
 from llmdeploy_cli.engine_env import executable_for_argv, version_tuple
 from llmdeploy_cli.errors import ProfileIssue
 from llmdeploy_cli.profile import Profile
 
 if TYPE_CHECKING:  # pragma: no cover
-    import httpx
-
-    from llmdeploy_cli.backend import Endpoint
+    pass
 
 SWAP_SPACE_REMOVED = (0, 18)
 
@@ -238,7 +235,7 @@ class VllmBackend(Backend):
         )
 
     def _options_argv(self, argv: list, o: VllmOptions, ctx: RenderContext) -> None:
-        bool_opt(argv, "--enforce-eager", o.enforce_eager)
+        negatable_flag(argv, "--enforce-eager", o.enforce_eager)
         if o.swap_space is not None and not _at_least(ctx.engine_version, SWAP_SPACE_REMOVED):
             flag(argv, "--swap-space", _num(o.swap_space))
         flag(argv, "--cpu-offload-gb", _num(o.cpu_offload_gb))
@@ -246,9 +243,9 @@ class VllmBackend(Backend):
         flag(argv, "--kv-offloading-backend", o.kv_offloading_backend)
         flag(argv, "--kv-cache-memory-bytes", o.kv_cache_memory_bytes)
         flag(argv, "--block-size", o.block_size)
-        bool_opt(argv, "--enable-prefix-caching", o.enable_prefix_caching)
-        bool_opt(argv, "--enable-chunked-prefill", o.enable_chunked_prefill)
-        bool_opt(argv, "--async-scheduling", o.async_scheduling)
+        negatable_flag(argv, "--enable-prefix-caching", o.enable_prefix_caching)
+        negatable_flag(argv, "--enable-chunked-prefill", o.enable_chunked_prefill)
+        negatable_flag(argv, "--async-scheduling", o.async_scheduling)
         flag(argv, "--tokenizer-mode", o.tokenizer_mode)
         flag(argv, "--load-format", o.load_format)
         flag(argv, "--download-dir", _expand(o.download_dir))
@@ -258,48 +255,28 @@ class VllmBackend(Backend):
         flag(argv, "--compilation-config", _json(o.compilation_config))
         flag(argv, "--limit-mm-per-prompt", _json(o.limit_mm_per_prompt))
         flag(argv, "--default-chat-template-kwargs", _json(o.default_chat_template_kwargs))
-        bool_opt(argv, "--enable-lora", o.enable_lora)
+        negatable_flag(argv, "--enable-lora", o.enable_lora)
         flag(argv, "--max-loras", o.max_loras)
         flag(argv, "--max-lora-rank", o.max_lora_rank)
         if o.lora_modules:
             argv.append("--lora-modules")
             argv += [f"{name}={_expand(path)}" for name, path in o.lora_modules.items()]
         flag(argv, "--data-parallel-size", o.data_parallel_size)
-        bool_opt(argv, "--enable-expert-parallel", o.enable_expert_parallel)
+        negatable_flag(argv, "--enable-expert-parallel", o.enable_expert_parallel)
         flag(argv, "--nnodes", o.nnodes)
         flag(argv, "--node-rank", o.node_rank)
         flag(argv, "--master-addr", o.master_addr)
         flag(argv, "--master-port", o.master_port)
         flag(argv, "--disable-log-stats", o.disable_log_stats)
-        bool_opt(argv, "--enable-log-requests", o.enable_log_requests)
+        negatable_flag(argv, "--enable-log-requests", o.enable_log_requests)
         flag(argv, "--max-log-len", o.max_log_len)
         flag(argv, "--uvicorn-log-level", o.uvicorn_log_level)
 
     # -- runtime side ---------------------------------------------------------------------
-    def probe(self, client: httpx.Client, endpoint: Endpoint) -> Probe:
-        import httpx
-
-        try:
-            r = client.get(endpoint.health_url or endpoint.base_url + "/models")
-        except httpx.TransportError as e:
-            # vLLM binds its port only once the model is loaded: refused means "loading"
-            # as much as "down"; the supervisor tells the two apart by the process.
-            return Probe(Readiness.DOWN, f"{type(e).__name__} (vLLM opens its port after load)")
-        if r.status_code == 200:
-            return Probe(Readiness.READY, "/health 200")
-        return Probe(Readiness.LOADING, f"/health {r.status_code} (503: engine not healthy)")
-
     def stop_plan(self, profile: Profile) -> StopPlan:
         # SIGTERM lets vLLM stop its engine-core and worker processes and free the GPU;
         # multi-GPU shutdowns take several seconds.
         return StopPlan(grace_s=30.0)
-
-
-def bool_opt(argv: list, name: str, value: bool | None) -> None:
-    """A BooleanOptionalAction flag: True -> --name, False -> --no-name, None -> nothing."""
-    if value is None:
-        return
-    argv.append(name if value else "--no-" + name[2:])
 
 
 def _at_least(version: str, minimum: tuple[int, ...]) -> bool:

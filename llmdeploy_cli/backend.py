@@ -211,16 +211,21 @@ class Backend:
 
     # -- runtime side ---------------------------------------------------------------------
     def probe(self, client: httpx.Client, endpoint: Endpoint) -> Probe:
-        """One health poll. Default: /health 200 is up, 503 is loading, refused is down."""
+        """One health poll: 200 is up; any other answer (503 while loading or warming up)
+        is loading; refused is down (many engines open their port only after loading: the
+        supervisor tells "down" from "loading" by the process being alive)."""
         import httpx
 
+        url = endpoint.health_url or endpoint.base_url + "/models"
+        path = "/" + url.split("/", 3)[-1] if url.count("/") >= 3 else url
         try:
-            r = client.get(endpoint.health_url or endpoint.base_url + "/models")
+            r = client.get(url)
         except httpx.TransportError as e:
             return Probe(Readiness.DOWN, type(e).__name__)
         if r.status_code == 200:
-            return Probe(Readiness.READY, "health 200")
-        return Probe(Readiness.LOADING, f"health {r.status_code}")
+            return Probe(Readiness.READY, f"{path} 200")
+        said = _server_message(r)
+        return Probe(Readiness.LOADING, f"{path} {r.status_code}" + (f" ({said})" if said else ""))
 
     def model_listed(self, client: httpx.Client, endpoint: Endpoint) -> Probe:
         """Is the model listed in GET /v1/models under the exact name requests will use?"""
@@ -323,6 +328,20 @@ OFFLINE_ENV = {
 }
 
 
+def _server_message(r) -> str:
+    """What a non-200 answer says (llama.cpp: {"error": {"message": "Loading model"}})."""
+    try:
+        doc = r.json()
+    except ValueError:
+        return r.text.strip()[:80]
+    if not isinstance(doc, dict):
+        return ""
+    err = doc.get("error")
+    if isinstance(err, dict):
+        err = err.get("message")
+    return str(err or doc.get("status") or "")[:80]
+
+
 def _client_host(bind: str) -> str:
     """Where a client on this machine reaches a server bound to `bind`."""
     if bind in ("0.0.0.0", "", "*"):
@@ -351,6 +370,14 @@ def _option_issue(backend: Backend, profile: Profile, err: dict[str, Any]) -> Pr
     return profile.issue(loc, f"{msg} (got {err.get('input')!r})")
 
 
+def negatable_flag(argv: list, name: str, value: bool | None) -> None:
+    """A `--x/--no-x` pair (argparse BooleanOptionalAction, Typer bools): True -> --x,
+    False -> --no-x, None -> nothing (the engine's default)."""
+    if value is None:
+        return
+    argv.append(name if value else "--no-" + name[2:])
+
+
 def flag(argv: list, name: str, value) -> None:
     """Append `name value` when value is set; booleans become a bare flag when true."""
     if value is None or value is False:
@@ -377,4 +404,5 @@ __all__ = [
     "Step",
     "StopPlan",
     "flag",
+    "negatable_flag",
 ]
