@@ -80,9 +80,19 @@ def _run_process(argv: list[str], env: dict[str, str], on_line: Callable[[str], 
 class Tools:
     """The seam unit tests replace: which() finds executables, run() runs one command."""
 
-    which: Callable[[str], str | None] = shutil.which
+    which: Callable[[str], str | None] = field(default=None)  # type: ignore[assignment]
     run: Callable[[list[str], dict[str, str], Callable[[str], None]], int] = _run_process
     python: str = field(default_factory=lambda: sys.executable)
+
+    def __post_init__(self) -> None:
+        if self.which is None:
+            self.which = _which_here_or_on_path
+
+
+def _which_here_or_on_path(name: str) -> str | None:
+    """PATH, then llmctl's own environment (uv from the `test` extra sits there even when
+    that venv is not activated)."""
+    return shutil.which(name) or shutil.which(name, path=os.path.dirname(sys.executable))
 
 
 def meaningful_tail(lines: list[str], n: int = MEANINGFUL_TAIL) -> list[str]:
