@@ -35,15 +35,22 @@ def backends(
         emit_json({"backends": rows})
         return 0
     width = max((len(r["name"]) for r in rows), default=8)
+    out(f"{'BACKEND':<{width}}  ENGINE")
     for r in rows:
         if r.get("error"):
-            out(f"{r['name']:<{width}}  BROKEN  {r['error']}")
+            out(f"{r['name']:<{width}}  plugin broken: {r['error']}")
             continue
-        found = r["executable_path"] or "not found"
-        ver = r["engine_version"] if r["version_source"] != "newest-known" else "?"
-        out(
-            f"{r['name']:<{width}}  {r['package']:<16} engine {ver:<10} "
-            f"{r['executable']}: {found}  - {r['summary']}"
-        )
+        out(f"{r['name']:<{width}}  {_engine_text(r)}")
+        out(f"{'':<{width}}  {r['summary']} [plugin from {r['package']}]")
     del registry
     return 0
+
+
+def _engine_text(r: dict) -> str:
+    if r["installed"]:
+        return f"{r['engine_version']} at {r['executable_path']}"
+    if r["executable_path"] is None:
+        where = f"{r['executable']} not found on PATH or where the profile's runtime points"
+    else:
+        where = f"{r['executable_path']} has no {r['name']} package"
+    return f"not installed ({where}); renders for {r['engine_version']}"
