@@ -50,7 +50,8 @@ CASES = [(p, t, {}, f"{p.stem}/{t}") for p in EXAMPLES for t in TARGETS] + [
 def fixed_env(monkeypatch):
     monkeypatch.setenv("LLMCTL_STATE_DIR", "/state/llmctl")
     monkeypatch.setenv("HOME", "/home/user")
-    monkeypatch.delenv("LLMCTL_DEMO_MODEL", raising=False)
+    for var in ("LLMCTL_DEMO_MODEL", "LLMCTL_ENGINES_DIR", "MINILM_DIR", "INFINITY_VENV"):
+        monkeypatch.delenv(var, raising=False)  # golden files must not depend on the machine
 
 
 @pytest.mark.parametrize(
