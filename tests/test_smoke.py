@@ -222,9 +222,8 @@ def test_run_smoke_core_on_real_server(real_server):
 
 @pytest.mark.slow
 def test_smoke_port_auto_uses_run_state(real_server, write_profile, capsys):
-    st = pytest.importorskip("llmdeploy_cli.supervise.state")
-    if not hasattr(st, "RunState") or not hasattr(st, "save"):
-        pytest.skip("the run state module has no RunState/save yet")
+    from llmdeploy_cli.supervise import state as st
+
     p = write_profile(
         f"""
         name: tiny-auto

@@ -105,22 +105,36 @@ def test_hub_id_not_cached_offline_fails(write_profile, tmp_path, monkeypatch):
 
 
 def test_offline_env_missing_is_a_fail(write_profile, tiny_model):
+    """A server environment without a variable the engine needs offline fails, with a fix
+    (backends set them all, so the plan is stripped of two to show the check biting)."""
+    import dataclasses
+
+    from llmdeploy_cli.models.doctor import check_offline
+    from llmdeploy_cli.resolve import resolve
+
     p = write_profile(
         f"""
         name: x
         backend: xinference
         model: {{source: {tiny_model}}}
         offline: true
+        options: {{model_name: llama-2-chat}}
         """
     )
-    try:
-        report = run_doctor(p, environ={}, gpu_query=no_gpu)
-    except Exception as e:  # xinference may refuse keys; then the check is not reachable
-        pytest.skip(f"xinference profile not accepted here: {e}")
-    src = _by(report).get("offline.env.XINFERENCE_MODEL_SRC")
-    assert src is not None
-    if src.level == "fail":
-        assert "XINFERENCE_MODEL_SRC" in src.fix
+    r = resolve(p, {})
+    by = {c.check: c for c in check_offline(r.profile, r.plan, {})}
+    assert by["offline.env.XINFERENCE_MODEL_SRC"].level == "pass"
+    server = r.plan.server
+    env = {
+        k: v
+        for k, v in server.command.env.items()
+        if k not in ("HF_HUB_OFFLINE", "XINFERENCE_MODEL_SRC")
+    }
+    stripped = dataclasses.replace(server, command=dataclasses.replace(server.command, env=env))
+    plan = dataclasses.replace(r.plan, steps=[stripped, *r.plan.steps[1:]])
+    by = {c.check: c for c in check_offline(r.profile, plan, {})}
+    for var in ("HF_HUB_OFFLINE", "XINFERENCE_MODEL_SRC"):
+        assert by[f"offline.env.{var}"].level == "fail" and var in by[f"offline.env.{var}"].fix
 
 
 def test_port_in_use(write_profile, tiny_model):
