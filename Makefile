@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# A pinned CPU torch first: an unpinned one pulls gigabytes of CUDA packages.
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[transformers,test]'
+	$(BIN)/python -m pip install -q -e '.[transformers,test,plot]'
 	touch $(STAMP)
 
 install: $(STAMP)
