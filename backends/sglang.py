@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmdeploy_cli.backend import (
+    COMMON_KEYS,
     Backend,
     Command,
     Plan,
@@ -117,27 +118,8 @@ class SglangBackend(Backend):
     distribution = "sglang"
     newest_known = "0.5.19"
     Options = SglangOptions
-    supports = frozenset(
-        {
-            "model.served_name",
-            "model.revision",
-            "model.dtype",
-            "model.trust_remote_code",
-            "model.quantization",
-            "model.tokenizer",
-            "model.chat_template",
-            "model.reasoning_parser",
-            "model.tool_call_parser",
-            "server.api_key_env",
-            "resources.device",
-            "resources.gpu_memory_utilization",
-            "resources.max_model_len",
-            "resources.max_num_seqs",
-            "resources.tensor_parallel",
-            "resources.pipeline_parallel",
-            "resources.kv_cache_dtype",
-        }
-    )
+    # Every common key but one: SGLang has no equivalent (see chunked_prefill_size).
+    supports = COMMON_KEYS - {"resources.max_num_batched_tokens"}
     install_hint = (
         "python -m venv ~/.venvs/sglang && ~/.venvs/sglang/bin/pip install 'sglang[all]' "
         "(then set runtime.venv: ~/.venvs/sglang in the profile)"

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmdeploy_cli.backend import (
+    COMMON_KEYS,
     Backend,
     Command,
     Plan,
@@ -135,27 +136,8 @@ class VllmBackend(Backend):
     distribution = "vllm"
     newest_known = "0.33.0"
     Options = VllmOptions
-    supports = frozenset(
-        {
-            "model.served_name",
-            "model.revision",
-            "model.dtype",
-            "model.trust_remote_code",
-            "model.quantization",
-            "model.tokenizer",
-            "model.chat_template",
-            "model.reasoning_parser",
-            "model.tool_call_parser",
-            "server.api_key_env",
-            "resources.gpu_memory_utilization",
-            "resources.max_model_len",
-            "resources.max_num_seqs",
-            "resources.max_num_batched_tokens",
-            "resources.tensor_parallel",
-            "resources.pipeline_parallel",
-            "resources.kv_cache_dtype",
-        }
-    )
+    # Every common key but one: vLLM has no --device flag (it picks its platform).
+    supports = COMMON_KEYS - {"resources.device"}
     install_hint = "python -m venv ~/.venvs/vllm && ~/.venvs/vllm/bin/pip install vllm"
     # The port opens only after load (+ torch.compile and CUDA graph capture on a first
     # start), so the start phase covers download and load.
