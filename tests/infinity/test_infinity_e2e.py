@@ -4,54 +4,18 @@ with an API key, and nothing left running afterwards."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import textwrap
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.e2e import doc_of, run, wait_gone
+
 pytestmark = pytest.mark.slow
 
-LLMCTL = str(Path(sys.executable).parent / "llmctl")
 KEY = "sk-e2e-infinity-7777bbbb"
-
-
-def run(*args, env, timeout=300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [LLMCTL, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env
-    )
-
-
-def doc_of(proc: subprocess.CompletedProcess) -> dict:
-    assert proc.stdout, proc.stderr
-    return json.loads(proc.stdout)
-
-
-def processes_with(text: str) -> list[int]:
-    import psutil
-
-    found = []
-    for p in psutil.process_iter(["pid", "cmdline"]):
-        try:
-            if any(text in part for part in p.info["cmdline"] or []):
-                found.append(p.info["pid"])
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return found
-
-
-def wait_gone(text: str, timeout: float = 20.0) -> list[int]:
-    deadline = time.monotonic() + timeout
-    left = processes_with(text)
-    while left and time.monotonic() < deadline:
-        time.sleep(0.2)
-        left = processes_with(text)
-    return left
 
 
 def test_serve_ready_smoke_384_stop(tmp_path, infinity_env, minilm_dir):
@@ -89,7 +53,7 @@ def test_serve_ready_smoke_384_stop(tmp_path, infinity_env, minilm_dir):
             """
         )
     )
-    r = run("serve", p, "--detach", "--json", env=env)
+    r = run("serve", p, "--detach", "--json", env=env, timeout=300)
     try:
         assert r.returncode == 0, r.stderr + r.stdout
         doc = doc_of(r)

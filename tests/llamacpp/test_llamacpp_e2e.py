@@ -5,7 +5,6 @@ with an API key, and nothing left running afterwards."""
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import subprocess
 import sys
@@ -16,6 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.e2e import doc_of, processes_with, run, wait_gone
+
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
@@ -24,41 +25,7 @@ pytestmark = [
     ),
 ]
 
-LLMCTL = str(Path(sys.executable).parent / "llmctl")
 KEY = "sk-e2e-llamacpp-5555aaaa"
-
-
-def run(*args, env, timeout=120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [LLMCTL, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env
-    )
-
-
-def doc_of(proc: subprocess.CompletedProcess) -> dict:
-    assert proc.stdout, proc.stderr
-    return json.loads(proc.stdout)
-
-
-def processes_with(text: str) -> list[int]:
-    import psutil
-
-    found = []
-    for p in psutil.process_iter(["pid", "cmdline"]):
-        try:
-            if any(text in part for part in p.info["cmdline"] or []):
-                found.append(p.info["pid"])
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return found
-
-
-def wait_gone(text: str, timeout: float = 15.0) -> list[int]:
-    deadline = time.monotonic() + timeout
-    left = processes_with(text)
-    while left and time.monotonic() < deadline:
-        time.sleep(0.1)
-        left = processes_with(text)
-    return left
 
 
 @pytest.fixture
