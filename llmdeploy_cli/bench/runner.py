@@ -221,6 +221,11 @@ class _Run:
                 raise
         while self.tasks:
             await asyncio.gather(*list(self.tasks), return_exceptions=True)
+        for rec in self.records:
+            # A task cancelled (Ctrl-C, lost server) before it ever ran never reached its
+            # own handler: it was not sent, so it is interrupted, not a failure.
+            if not rec.ok and rec.error_class is None:
+                rec.error_class, rec.error = "interrupted", "cancelled before it was sent"
 
     async def _first_model(self) -> str:
         ids = await self._list_models()
