@@ -91,6 +91,11 @@ def render(
         return 0
     for w in plan.warnings:
         warn(w)
+    if r.profile.server.port == "auto":
+        from urllib.parse import urlsplit
+
+        shown = urlsplit(plan.endpoint.base_url).port
+        warn(f"port: auto: shown with port {shown}, free now; serve picks its own when it starts")
     for step in plan.steps:
         via = f"  (run through the {step.via})" if step.via else ""
         out(f"# {step.name} [{step.kind}]{via}")
