@@ -5,6 +5,7 @@ None of these touch the network or the model files.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -56,7 +57,10 @@ def validate(
         if not json_:
             for w in r.plan.warnings:
                 warn(f"{f}: {w}")
-            out(f"ok  {f}  ({r.profile.name}: {r.profile.backend} -> {r.plan.endpoint.base_url})")
+            url = r.plan.endpoint.base_url
+            if r.profile.server.port == "auto":  # the port is chosen when serve starts
+                url = re.sub(r":\d+/", ":<auto>/", url, count=1)
+            out(f"ok  {f}  ({r.profile.name}: {r.profile.backend} -> {url})")
     ok = all(r["ok"] for r in results)
     if json_:
         emit_json({"ok": ok, "files": results})
