@@ -35,11 +35,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llmdeploy_cli.backend import (
     Backend,
-    Command,
     Endpoint,
     Plan,
     RenderContext,
-    Step,
     StopPlan,
     flag,
     negatable_flag,
@@ -126,10 +124,6 @@ class InfinityBackend(Backend):
             )
         return issues
 
-    def model_arg(self, profile: Profile) -> str:
-        local = profile.model_path()
-        return str(local) if local is not None else profile.model.source
-
     def endpoint(self, profile: Profile, ctx: RenderContext) -> Endpoint:
         ep = super().endpoint(profile, ctx)
         return Endpoint(
@@ -180,13 +174,7 @@ class InfinityBackend(Backend):
         key = ctx.secret(profile.server.api_key_env)
         if key is not None:
             env["INFINITY_API_KEY"] = key
-        return Plan(
-            steps=[Step("server", Command(argv, env))],
-            endpoint=self.endpoint(profile, ctx),
-            engine_version=ctx.engine_version,
-            version_source=ctx.version_source,
-            warnings=warnings,
-        )
+        return self.server_plan(profile, ctx, argv, env, warnings)
 
     # -- runtime side ---------------------------------------------------------------------
     def stop_plan(self, profile: Profile) -> StopPlan:

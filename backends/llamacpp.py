@@ -41,11 +41,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llmdeploy_cli.backend import (
     Backend,
-    Command,
     Endpoint,
     Plan,
     RenderContext,
-    Step,
     StopPlan,
     flag,
 )
@@ -255,10 +253,6 @@ class LlamacppBackend(Backend):
                     )
         return issues
 
-    def model_arg(self, profile: Profile) -> str:
-        local = profile.model_path()
-        return str(local) if local is not None else os.path.expanduser(profile.model.source)
-
     def endpoint(self, profile: Profile, ctx: RenderContext) -> Endpoint:
         ep = super().endpoint(profile, ctx)
         runtime = (profile.options or {}).get("runtime", "server")
@@ -334,13 +328,7 @@ class LlamacppBackend(Backend):
         key = ctx.secret(profile.server.api_key_env)
         if key is not None:
             env["LLAMA_API_KEY"] = key
-        return Plan(
-            steps=[Step("server", Command(argv, env))],
-            endpoint=self.endpoint(profile, ctx),
-            engine_version=ctx.engine_version,
-            version_source=ctx.version_source,
-            warnings=warnings,
-        )
+        return self.server_plan(profile, ctx, argv, env, warnings)
 
     def _python(self, profile: Profile) -> str:
         """The Python that runs the runner: the profile's env, else llmctl's own."""
@@ -375,12 +363,7 @@ class LlamacppBackend(Backend):
         key = ctx.secret(profile.server.api_key_env)
         if key is not None:
             env["API_KEY"] = key  # pydantic-settings reads ServerSettings.api_key from it
-        return Plan(
-            steps=[Step("server", Command(argv, env))],
-            endpoint=self.endpoint(profile, ctx),
-            engine_version=ctx.engine_version,
-            version_source=ctx.version_source,
-        )
+        return self.server_plan(profile, ctx, argv, env)
 
     # -- runtime side ---------------------------------------------------------------------
     def stop_plan(self, profile: Profile) -> StopPlan:

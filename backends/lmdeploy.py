@@ -39,7 +39,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from llmdeploy_cli.backend import Backend, Command, Plan, RenderContext, Step, flag
+from llmdeploy_cli.backend import Backend, Plan, RenderContext, flag
 from llmdeploy_cli.engine_env import executable_for_argv, version_tuple
 from llmdeploy_cli.errors import ProfileError, ProfileIssue
 from llmdeploy_cli.profile import Profile
@@ -303,10 +303,6 @@ class LmdeployBackend(Backend):
             )
         return _name_backend(self.name, issues)
 
-    def model_arg(self, profile: Profile) -> str:
-        local = profile.model_path()
-        return str(local) if local is not None else profile.model.source
-
     def build(self, profile: Profile, ctx: RenderContext) -> Plan:
         opts: LmdeployOptions = self.options(profile)
         m, r, s = profile.model, profile.resources, profile.server
@@ -359,13 +355,7 @@ class LmdeployBackend(Backend):
         env = self.base_env(profile, ctx)
         if profile.hub.source == "modelscope":
             env["LMDEPLOY_USE_MODELSCOPE"] = "True"
-        return Plan(
-            steps=[Step("server", Command(argv, env))],
-            endpoint=self.endpoint(profile, ctx),
-            engine_version=ctx.engine_version,
-            version_source=ctx.version_source,
-            warnings=warnings,
-        )
+        return self.server_plan(profile, ctx, argv, env, warnings)
 
 
 def _name_backend(name: str, issues: list[ProfileIssue]) -> list[ProfileIssue]:

@@ -40,10 +40,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from llmdeploy_cli.backend import (
     COMMON_KEYS,
     Backend,
-    Command,
     Plan,
     RenderContext,
-    Step,
     StopPlan,
     flag,
 )
@@ -145,10 +143,6 @@ class SglangBackend(Backend):
             )
         return issues
 
-    def model_arg(self, profile: Profile) -> str:
-        local = profile.model_path()
-        return str(local) if local is not None else profile.model.source
-
     def build(self, profile: Profile, ctx: RenderContext) -> Plan:
         opts: SglangOptions = self.options(profile)
         m, r = profile.model, profile.resources
@@ -198,13 +192,7 @@ class SglangBackend(Backend):
         env = self.base_env(profile, ctx)
         if profile.hub.source == "modelscope":
             env["SGLANG_USE_MODELSCOPE"] = "true"
-        return Plan(
-            steps=[Step("server", Command(argv, env))],
-            endpoint=self.endpoint(profile, ctx),
-            engine_version=ctx.engine_version,
-            version_source=ctx.version_source,
-            warnings=warnings,
-        )
+        return self.server_plan(profile, ctx, argv, env, warnings)
 
     def _options_argv(self, argv: list, o: SglangOptions) -> None:
         flag(argv, "--chunked-prefill-size", o.chunked_prefill_size)

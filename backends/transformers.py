@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from llmdeploy_cli.backend import Backend, Command, Endpoint, Plan, RenderContext, Step, flag
+from llmdeploy_cli.backend import Backend, Endpoint, Plan, RenderContext, flag
 from llmdeploy_cli.engine_env import executable_for_argv
 from llmdeploy_cli.profile import Profile
 
@@ -71,10 +71,6 @@ class TransformersBackend(Backend):
             )
         return issues
 
-    def model_arg(self, profile: Profile) -> str:
-        local = profile.model_path()
-        return str(local) if local is not None else profile.model.source
-
     def endpoint(self, profile: Profile, ctx: RenderContext) -> Endpoint:
         ep = super().endpoint(profile, ctx)
         # The pinned model answers only to the exact string it was started with.
@@ -104,9 +100,4 @@ class TransformersBackend(Backend):
         flag(argv, "--default-seed", opts.default_seed)
         argv += profile.extra_args
         env = self.base_env(profile, ctx)
-        return Plan(
-            steps=[Step("server", Command(argv, env))],
-            endpoint=self.endpoint(profile, ctx),
-            engine_version=ctx.engine_version,
-            version_source=ctx.version_source,
-        )
+        return self.server_plan(profile, ctx, argv, env)

@@ -42,10 +42,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from llmdeploy_cli.backend import (
     COMMON_KEYS,
     Backend,
-    Command,
     Plan,
     RenderContext,
-    Step,
     StopPlan,
     flag,
     negatable_flag,
@@ -159,10 +157,6 @@ class VllmBackend(Backend):
             )
         return issues
 
-    def model_arg(self, profile: Profile) -> str:
-        local = profile.model_path()
-        return str(local) if local is not None else profile.model.source
-
     def build(self, profile: Profile, ctx: RenderContext) -> Plan:
         opts: VllmOptions = self.options(profile)
         m, r = profile.model, profile.resources
@@ -208,13 +202,7 @@ class VllmBackend(Backend):
         key = ctx.secret(profile.server.api_key_env)
         if key is not None:
             env["VLLM_API_KEY"] = key
-        return Plan(
-            steps=[Step("server", Command(argv, env))],
-            endpoint=self.endpoint(profile, ctx),
-            engine_version=ctx.engine_version,
-            version_source=ctx.version_source,
-            warnings=warnings,
-        )
+        return self.server_plan(profile, ctx, argv, env, warnings)
 
     def _options_argv(self, argv: list, o: VllmOptions, ctx: RenderContext) -> None:
         negatable_flag(argv, "--enforce-eager", o.enforce_eager)

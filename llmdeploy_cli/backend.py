@@ -188,6 +188,29 @@ class Backend:
     def build(self, profile: Profile, ctx: RenderContext) -> Plan:  # pragma: no cover
         raise NotImplementedError
 
+    def model_arg(self, profile: Profile) -> str:
+        """The model as the engine's command line takes it: a local path made absolute, else
+        the hub id or pull name as written."""
+        local = profile.model_path()
+        return str(local) if local is not None else profile.model.source
+
+    def server_plan(
+        self,
+        profile: Profile,
+        ctx: RenderContext,
+        argv: list[str],
+        env: dict[str, str],
+        warnings: list[str] | None = None,
+    ) -> Plan:
+        """The plan of a backend whose only step is its server process."""
+        return Plan(
+            steps=[Step("server", Command(argv, env))],
+            endpoint=self.endpoint(profile, ctx),
+            engine_version=ctx.engine_version,
+            version_source=ctx.version_source,
+            warnings=list(warnings or []),
+        )
+
     def base_env(self, profile: Profile, ctx: RenderContext) -> dict[str, str]:
         """Environment every engine gets from the common keys: offline, hub, devices, env."""
         env: dict[str, str] = {}
