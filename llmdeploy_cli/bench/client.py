@@ -198,18 +198,8 @@ async def send(
         rec.error_class, rec.error = "interrupted", "stopped before the answer ended"
         rec.done = now()
         raise
-    except httpx.ConnectTimeout as e:
-        rec.error_class, rec.error = "connect_timeout", str(e) or "connect timed out"
-    except httpx.ConnectError as e:
-        rec.error_class, rec.error = "connect", str(e) or "connection refused"
-    except httpx.TimeoutException as e:
-        rec.error_class, rec.error = "timeout", str(e) or type(e).__name__
-    except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as e:
-        rec.error_class, rec.error = "disconnected", str(e) or type(e).__name__
-    except httpx.HTTPError as e:
-        rec.error_class, rec.error = type(e).__name__, str(e)
-    except OSError as e:  # pragma: no cover - sockets failing under httpx
-        rec.error_class, rec.error = "os_error", str(e)
+    except (httpx.HTTPError, OSError) as e:
+        rec.error_class, rec.error = transport_failure(e)
     if rec.error_class:
         rec.done = rec.done or now()
         return rec
@@ -220,6 +210,23 @@ async def send(
     rec.ok = True
     _count_tokens(rec, usage, tokenizer, prompt_len)
     return rec
+
+
+def transport_failure(e: BaseException) -> tuple[str, str]:
+    """(error class, message) for a request that failed below HTTP."""
+    import httpx
+
+    if isinstance(e, httpx.ConnectTimeout):
+        return "connect_timeout", str(e) or "connect timed out"
+    if isinstance(e, httpx.ConnectError):
+        return "connect", str(e) or "connection refused"
+    if isinstance(e, httpx.TimeoutException):
+        return "timeout", str(e) or type(e).__name__
+    if isinstance(e, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)):
+        return "disconnected", str(e) or type(e).__name__
+    if isinstance(e, httpx.HTTPError):
+        return type(e).__name__, str(e)
+    return "os_error", str(e)  # sockets failing under httpx
 
 
 def embeddings_body(model: str, texts: list[str]) -> dict:
@@ -257,16 +264,8 @@ async def send_embeddings(
         rec.error_class, rec.error = "interrupted", "stopped before the answer ended"
         rec.done = now()
         raise
-    except httpx.ConnectTimeout as e:
-        rec.error_class, rec.error = "connect_timeout", str(e) or "connect timed out"
-    except httpx.ConnectError as e:
-        rec.error_class, rec.error = "connect", str(e) or "connection refused"
-    except httpx.TimeoutException as e:
-        rec.error_class, rec.error = "timeout", str(e) or type(e).__name__
-    except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as e:
-        rec.error_class, rec.error = "disconnected", str(e) or type(e).__name__
-    except httpx.HTTPError as e:
-        rec.error_class, rec.error = type(e).__name__, str(e)
+    except (httpx.HTTPError, OSError) as e:
+        rec.error_class, rec.error = transport_failure(e)
     if rec.error_class:
         rec.done = rec.done or now()
         return rec
