@@ -55,7 +55,6 @@ if TYPE_CHECKING:  # pragma: no cover
     pass
 
 RUNNER = Path(__file__).resolve().with_name("llamacpp_runner.py")
-RUNTIMES = ("server", "xllamacpp", "llama-cpp-python")
 CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
 # What each runtime can do beyond the model, host, port and alias.
 RUNNER_OPTIONS = frozenset(
@@ -381,19 +380,6 @@ def _expand(path: str | None) -> str | None:
 
 def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
-
-
-def _path(url: str) -> str:
-    from urllib.parse import urlsplit
-
-    return urlsplit(url).path or "/"
-
-
-def _message(r) -> str:
-    try:
-        return str(r.json()["error"]["message"])
-    except Exception:
-        return ""
 
 
 def _runner_flags() -> set[str]:

@@ -108,9 +108,6 @@ class Prepared:
     warnings: list[str] = field(default_factory=list)
     secret_values: set[str] = field(default_factory=set)
 
-    def all_env_names(self) -> list[str]:
-        return [*self.env, *(s.env for s in self.secret_env)]
-
 
 @dataclass
 class Bundle:
