@@ -8,7 +8,6 @@ import importlib.util
 import json
 import shutil
 import subprocess
-import textwrap
 
 import httpx
 import pytest
@@ -17,9 +16,9 @@ from llmdeploy_cli import registry
 from llmdeploy_cli.backend import Readiness
 from llmdeploy_cli.cli.app import main
 from llmdeploy_cli.command import Secret
-from llmdeploy_cli.errors import ProfileError
 from llmdeploy_cli.profile import load_profile
 from llmdeploy_cli.resolve import resolve_profile
+from tests.backends.profiles import argv_of, issues_of, resolver, write_profile
 from tests.conftest import PROFILES
 
 KEY = "sk-test-lmdeploy-0123456789"
@@ -35,35 +34,14 @@ model:
 
 @pytest.fixture
 def write(tmp_path):
-    def _write(extra: str = "", model: str = ""):
-        model_keys = "".join(f"  {line.strip()}\n" for line in model.splitlines() if line.strip())
-        p = tmp_path / "p.yml"
-        p.write_text(BASE.lstrip() + model_keys + textwrap.dedent(extra).lstrip())
-        return p
-
-    return _write
+    return lambda extra="", model="": write_profile(tmp_path, BASE, extra, model)
 
 
 @pytest.fixture
-def render(write):
+def render(tmp_path):
     """render(extra_yaml, model="key: value") -> Plan of BASE plus the extra keys."""
-
-    def _render(extra: str = "", version: str = "0.18.0", environ=None, model: str = ""):
-        profile = load_profile(write(extra, model), ENVIRON)
-        env = ENVIRON if environ is None else environ
-        return resolve_profile(profile, env, engine_version=version).plan
-
-    return _render
-
-
-def issues_of(render, *args, **kw) -> list:
-    with pytest.raises(ProfileError) as e:
-        render(*args, **kw)
-    return e.value.issues
-
-
-def argv_of(plan) -> list[str]:
-    return list(plan.server.command.argv)
+    resolve = resolver(tmp_path, BASE, ENVIRON, "0.18.0")
+    return lambda *a, **kw: resolve(*a, **kw).plan
 
 
 def has(argv: list[str], expected: list[str]) -> bool:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import signal
-import textwrap
 
 import httpx
 import pytest
@@ -18,6 +17,7 @@ from llmdeploy_cli.command import Secret
 from llmdeploy_cli.errors import ProfileError
 from llmdeploy_cli.profile import load_profile
 from llmdeploy_cli.resolve import resolve_profile
+from tests.backends.profiles import argv_of, resolver
 
 KEY = "sk-test-sglang-0123456789"
 ENVIRON = {"HOME": "/home/user", "MY_KEY": KEY}
@@ -32,21 +32,9 @@ model:
 
 @pytest.fixture
 def render(tmp_path):
-    """render(extra_yaml, model="key: value") -> Plan of BASE plus the extra keys."""
-
-    def _render(extra: str = "", version: str = "0.5.19", environ=None, model: str = ""):
-        model_keys = "".join(f"  {line.strip()}\n" for line in model.splitlines() if line.strip())
-        p = tmp_path / "p.yml"
-        p.write_text(BASE.lstrip() + model_keys + textwrap.dedent(extra).lstrip())
-        profile = load_profile(p, ENVIRON)
-        env = ENVIRON if environ is None else environ
-        return resolve_profile(profile, env, engine_version=version).plan
-
-    return _render
-
-
-def argv_of(plan) -> list[str]:
-    return list(plan.server.command.argv)
+    """render(extra_yaml, version="0.5.19") -> Plan of BASE plus the extra keys."""
+    resolve = resolver(tmp_path, BASE, ENVIRON, "0.5.19")
+    return lambda *a, **kw: resolve(*a, **kw).plan
 
 
 def has(argv: list[str], expected: list[str]) -> bool:

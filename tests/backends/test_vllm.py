@@ -10,7 +10,6 @@ import importlib.util
 import json
 import shutil
 import signal
-import textwrap
 
 import httpx
 import pytest
@@ -22,6 +21,7 @@ from llmdeploy_cli.command import Secret
 from llmdeploy_cli.errors import ProfileError
 from llmdeploy_cli.profile import load_profile
 from llmdeploy_cli.resolve import resolve_profile
+from tests.backends.profiles import argv_of, resolver
 
 KEY = "sk-test-vllm-0123456789"
 ENVIRON = {"HOME": "/home/user", "MY_KEY": KEY}
@@ -37,20 +37,8 @@ model:
 @pytest.fixture
 def render(tmp_path):
     """render(extra_yaml, version="0.33.0") -> Plan of BASE plus the extra keys."""
-
-    def _render(extra: str = "", version: str = "0.33.0", environ=None, model: str = ""):
-        model_keys = "".join(f"  {line.strip()}\n" for line in model.splitlines() if line.strip())
-        p = tmp_path / "p.yml"
-        p.write_text(BASE.lstrip() + model_keys + textwrap.dedent(extra).lstrip())
-        profile = load_profile(p, ENVIRON)
-        env = ENVIRON if environ is None else environ
-        return resolve_profile(profile, env, engine_version=version).plan
-
-    return _render
-
-
-def argv_of(plan) -> list[str]:
-    return list(plan.server.command.argv)
+    resolve = resolver(tmp_path, BASE, ENVIRON, "0.33.0")
+    return lambda *a, **kw: resolve(*a, **kw).plan
 
 
 def test_registered_through_its_entry_point():

@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import subprocess
-import textwrap
 
 import httpx
 import pytest
@@ -27,6 +26,7 @@ from llmdeploy_cli.errors import (
 )
 from llmdeploy_cli.profile import load_profile
 from llmdeploy_cli.resolve import resolve_profile
+from tests.backends.profiles import issues_of, resolver, write_profile
 from tests.conftest import PROFILES
 
 KEY = "sk-test-xinference-0123456789"
@@ -49,34 +49,17 @@ options:
 
 @pytest.fixture
 def write(tmp_path):
-    def _write(extra: str = "", model: str = ""):
-        model_keys = "".join(f"  {line.strip()}\n" for line in model.splitlines() if line.strip())
-        p = tmp_path / "p.yml"
-        p.write_text(BASE.lstrip() + model_keys + textwrap.dedent(extra).lstrip())
-        return p
-
-    return _write
+    return lambda extra="", model="": write_profile(tmp_path, BASE, extra, model)
 
 
 @pytest.fixture
-def resolved(write):
-    def _resolved(extra: str = "", version: str = "4.1.0", environ=None, model: str = ""):
-        profile = load_profile(write(extra, model), ENVIRON)
-        env = ENVIRON if environ is None else environ
-        return resolve_profile(profile, env, engine_version=version)
-
-    return _resolved
+def resolved(tmp_path):
+    return resolver(tmp_path, BASE, ENVIRON, "4.1.0")
 
 
 @pytest.fixture
 def render(resolved):
     return lambda *a, **kw: resolved(*a, **kw).plan
-
-
-def issues_of(render, *args, **kw) -> list:
-    with pytest.raises(ProfileError) as e:
-        render(*args, **kw)
-    return e.value.issues
 
 
 def launch_of(plan) -> list[str]:
