@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import select
 import signal
 import sys
 
@@ -155,6 +156,11 @@ def main(argv: list[str] | None = None) -> int:
 
     params = params_from_args(args)
     stopping: list[int] = []
+    # The C signal handler writes to this pipe (set_wakeup_fd) and the main loop select()s
+    # on it: unlike `while not stopping: signal.pause()`, a signal that lands between the
+    # check and the wait cannot be missed.
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
 
     def on_signal(signum, _frame):
         stopping.append(signum)
@@ -170,9 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     # Take SIGTERM/SIGINT back from the C++ handler (see the module docstring).
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
     print(f"llamacpp_runner: serving on {server.listening_address}", file=sys.stderr, flush=True)
     while not stopping:
-        signal.pause()
+        select.select([wake_r], [], [])
     print(f"llamacpp_runner: signal {stopping[0]}, stopping", file=sys.stderr, flush=True)
     del server  # the destructor stops the server loop and joins it
     return 0

@@ -7,10 +7,8 @@ exits 130 / 143 once its whole process group is gone.
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Annotated
@@ -31,23 +29,11 @@ def register(app: typer.Typer) -> None:
     app.command("wait")(wait)
 
 
-@contextlib.contextmanager
 def _stop_signals():
-    """SIGINT/SIGTERM set an event (the run stops its group) instead of raising."""
-    ev = threading.Event()
-    ev.signum = None
+    """SIGINT/SIGTERM set a stop flag (the run stops its group) instead of raising."""
+    from llmdeploy_cli.supervise.stopflag import on_signals
 
-    def handler(signum, frame):
-        if ev.signum is None:
-            ev.signum = signum
-        ev.set()
-
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield ev
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
+    return on_signals(signal.SIGINT, signal.SIGTERM)
 
 
 class _Progress:

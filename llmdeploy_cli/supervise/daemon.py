@@ -14,7 +14,6 @@ import argparse
 import os
 import signal
 import sys
-import threading
 
 
 def build_argv(profile: str, *, port: int | None, timeout: float | None) -> list[str]:
@@ -38,24 +37,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float)
     args = ap.parse_args(argv)
 
-    stop = threading.Event()
-
-    def on_signal(signum, frame):
-        stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, on_signal)
-
     from llmdeploy_cli.errors import LlmctlError
     from llmdeploy_cli.resolve import resolve
     from llmdeploy_cli.supervise.session import ServeSession
+    from llmdeploy_cli.supervise.stopflag import on_signals
 
     try:
-        r = resolve(args.profile, port=args.port)
-        session = ServeSession(
-            r, args.profile, detached=True, timeout=args.timeout, stop=stop, echo=None
-        )
-        session.run()
+        with on_signals(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as stop:
+            r = resolve(args.profile, port=args.port)
+            session = ServeSession(
+                r, args.profile, detached=True, timeout=args.timeout, stop=stop, echo=None
+            )
+            session.run()
     except LlmctlError as e:
         print(f"llmctl supervisor: {e.message}", file=sys.stderr, flush=True)
         return int(e.code)

@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from llmdeploy_cli.resolve import Resolved
     from llmdeploy_cli.supervise.logfile import LogSink
     from llmdeploy_cli.supervise.process import Child
+    from llmdeploy_cli.supervise.stopflag import StopFlag
 
 TAIL_LINES = 25
 
@@ -38,7 +39,7 @@ class ServeSession:
         *,
         detached: bool = False,
         timeout: float | None = None,
-        stop: threading.Event | None = None,
+        stop: StopFlag | threading.Event | None = None,
         echo: Callable[[str], None] | None = None,
         on_event: Callable[[str, str], None] | None = None,
         on_first_ready: Callable[[ServeSession], None] | None = None,
