@@ -15,27 +15,17 @@ import typer
 
 from llmdeploy_cli import __version__
 
-app = typer.Typer(
-    name="llmctl",
-    help="One YAML profile in, a served and verified LLM endpoint out.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-
-# Each module exposes register(app). Keep one line per command group.
-COMMAND_MODULES = [
-    "llmdeploy_cli.cli.profile_cmds",  # init, validate, render
-    "llmdeploy_cli.cli.backends_cmd",  # backends
-    "llmdeploy_cli.cli.models_cmds",  # doctor, plan, pull, pack, unpack
-    "llmdeploy_cli.cli.serve_cmds",  # serve, status, logs, stop, wait
-    "llmdeploy_cli.cli.smoke_cmd",  # smoke
-    "llmdeploy_cli.cli.export_cmd",  # export
-    "llmdeploy_cli.cli.bench_cmd",  # bench
-    "llmdeploy_cli.cli.engine_cmds",  # engine install, list, remove
-]
+# The module that registers each command (its register(app)); one line per command group.
+COMMAND_MODULES = {
+    "llmdeploy_cli.cli.profile_cmds": ("init", "validate", "render"),
+    "llmdeploy_cli.cli.backends_cmd": ("backends",),
+    "llmdeploy_cli.cli.models_cmds": ("doctor", "plan", "pull", "pack", "unpack"),
+    "llmdeploy_cli.cli.serve_cmds": ("serve", "status", "logs", "stop", "wait"),
+    "llmdeploy_cli.cli.smoke_cmd": ("smoke",),
+    "llmdeploy_cli.cli.export_cmd": ("export",),
+    "llmdeploy_cli.cli.bench_cmd": ("bench",),
+    "llmdeploy_cli.cli.engine_cmds": ("engine",),
+}
 
 _debug = os.environ.get("LLMCTL_DEBUG") == "1"
 
@@ -46,7 +36,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def root(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for failures.")] = False,
     version: Annotated[
@@ -57,8 +46,27 @@ def root(
     _debug = _debug or debug
 
 
-for _mod in COMMAND_MODULES:
-    importlib.import_module(_mod).register(app)
+def build_app(args: list[str] | None = None) -> typer.Typer:
+    """The Typer app for one invocation. Typer turns every registered command into a click
+    command on each start (evaluating its annotations, building its parameter adapters),
+    so only the group that holds the command in `args` is registered; no command, or one
+    not known here, registers all of them (`--help` lists every command)."""
+    app = typer.Typer(
+        name="llmctl",
+        help="One YAML profile in, a served and verified LLM endpoint out.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+        rich_markup_mode=None,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    app.callback()(root)
+    # The root options (--debug, --version) take no value: the first other word is the command.
+    command = next((a for a in args or [] if not a.startswith("-")), None)
+    wanted = [m for m, names in COMMAND_MODULES.items() if command in names]
+    for module in wanted or COMMAND_MODULES:
+        importlib.import_module(module).register(app)
+    return app
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         return code
 
     try:
-        rv = app(args=args, prog_name="llmctl", standalone_mode=False)
+        rv = build_app(args)(args=args, prog_name="llmctl", standalone_mode=False)
     except LlmctlError as e:
         if debug:
             raise
