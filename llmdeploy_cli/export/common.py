@@ -29,12 +29,13 @@ from llmdeploy_cli.command import Secret, looks_secret
 from llmdeploy_cli.errors import LlmctlError, ProfileError, UsageError
 
 DEFAULT_IMAGES = {
-    # Docker Hub image names (the engines' own images), overridable with --image.
-    "vllm": "vllm/vllm-openai:v0.33.0",
-    "ollama": "ollama/ollama:0.32.0",
-    "sglang": "lmsysorg/sglang:v0.5.0",
-    "lmdeploy": "openmmlab/lmdeploy:v0.18.0",
-    "xinference": "xprobe/xinference:v4.1.0",
+    # Docker Hub images of the engine projects themselves, tagged by release (the tag is the
+    # engine version the argv was rendered for, so image and flags agree); --image overrides.
+    "vllm": "vllm/vllm-openai:v{version}",
+    "ollama": "ollama/ollama:{version}",
+    "sglang": "lmsysorg/sglang:v{version}",
+    "lmdeploy": "openmmlab/lmdeploy:v{version}",
+    "xinference": "xprobe/xinference:v{version}",
 }
 POD_BIND_HOST = "0.0.0.0"
 DEFAULT_CACHE_PATH = "/root/.cache/huggingface"  # HF_HOME default for root in engine images
@@ -323,14 +324,17 @@ def prepare(
         sig_name = _signal.Signals(stop.signal).name
     except ValueError:
         sig_name = "SIGTERM"
-    image = opts.image or DEFAULT_IMAGES.get(backend.name) or ""
+    image = opts.image or default_image(backend, plan.engine_version, notes)
     if bind_all and not image:
         raise ExportError(
             f"no default container image for backend '{backend.name}'",
             hint="pass --image with an image that has the engine installed",
         )
     if bind_all and opts.image is None:
-        notes.append(f"image {image} (the default for {backend.name}; --image to change)")
+        notes.append(
+            f"image {image} (the {backend.name} project's image for the engine version the "
+            "command was rendered for; --image to change)"
+        )
     prof_host = (raw.get("server") or {}).get("host", "127.0.0.1")
     if plan.files:
         for f in plan.files:
@@ -365,6 +369,23 @@ def prepare(
         warnings=list(plan.warnings),
         secret_values=secret_values | set(sentinels),
     )
+
+
+def default_image(backend, engine_version: str | None, notes: list[str]) -> str:
+    """The engine project's image tagged with the release the argv was rendered for; a
+    version with no release tag (a dev build, a local +cpu build) falls back to the newest
+    release llmctl knows, with a note."""
+    template = DEFAULT_IMAGES.get(backend.name)
+    if template is None:
+        return ""
+    version = engine_version or backend.newest_known
+    if not re.fullmatch(r"\d+(\.\d+)+(\.post\d+)?", version):
+        notes.append(
+            f"{backend.name} {version} has no release image tag: the image is "
+            f"{backend.newest_known}'s; pass --image for the build you run"
+        )
+        version = backend.newest_known
+    return template.format(version=version)
 
 
 def _ctx_for_port():

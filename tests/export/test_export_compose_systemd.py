@@ -1,5 +1,6 @@
-"""compose and systemd export: structure, the same argv and environment as render, and the
-tools' own checks (`docker compose config`, `systemd-analyze verify`) where installed."""
+"""compose and systemd export: structure, the same argv and environment as render, the
+compose-spec schema (vendored), and the tools' own checks (`docker compose config`,
+`systemd-analyze verify`) where installed."""
 
 from __future__ import annotations
 
@@ -73,6 +74,41 @@ def test_compose_secret_is_interpolated_never_written():
     (svc,) = doc["services"].values()
     assert svc["environment"]["VLLM_API_KEY"].startswith("${LLMCTL_API_KEY:?")
     assert all("sk-live-abcdef" not in text for _, text in bundle.files)
+
+
+@pytest.fixture(scope="module")
+def compose_schema():
+    """The compose-spec JSON schema that docker compose v2 validates every file against
+    (compose-go embeds it), vendored with its source and commit: it runs where docker
+    compose is not installed, as here and in CI."""
+    import json
+
+    from exporthelp import ROOT
+    from jsonschema import Draft202012Validator
+
+    doc = json.loads((ROOT / "tests" / "export" / "data" / "compose-spec.json").read_text())
+    assert doc["source"].startswith("github.com/compose-spec/compose-go") and doc["commit"]
+    Draft202012Validator.check_schema(doc["schema"])
+    return Draft202012Validator(doc["schema"])
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_compose_file_is_valid_against_the_compose_spec_schema(path, compose_schema):
+    doc, _ = _compose(path)
+    errors = [
+        f"{'.'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in compose_schema.iter_errors(doc)
+    ]
+    assert not errors, errors
+
+
+def test_compose_schema_check_catches_a_wrong_key(compose_schema):
+    doc, _ = _compose(PROFILES / "vllm-qwen2.5-1.5b.yml")
+    (svc,) = doc["services"].values()
+    svc["healthcheck"]["start_interval_s"] = 5  # not a compose key
+    svc["deploy"]["resources"]["reservations"]["devices"][0]["count"] = 1.5  # not an int
+    where = sorted(e.absolute_path[-1] for e in compose_schema.iter_errors(doc))
+    assert where == ["count", "healthcheck"]
 
 
 @pytest.mark.skipif(

@@ -193,3 +193,17 @@ def test_secrets_are_references_never_values():
     assert "llmctl-export-secret" not in text  # no sentinel either
     keys = {s.source for s in p.secret_env}
     assert keys == {"LLMCTL_API_KEY", "HF_TOKEN", "WANDB_API_KEY"}
+
+
+@pytest.mark.parametrize(
+    "version,image,noted",
+    [
+        ("0.17.1", "vllm/vllm-openai:v0.17.1", False),  # the flags of 0.17.1, its image
+        ("0.33.0", "vllm/vllm-openai:v0.33.0", False),
+        ("0.18.0.dev12+g1a2b3c", "vllm/vllm-openai:v0.33.0", True),  # no such tag
+    ],
+)
+def test_default_image_is_the_release_the_command_was_rendered_for(version, image, noted):
+    p, _ = _prepared(PROFILES / "vllm-qwen2.5-1.5b.yml", ENVIRON, engine_version=version)
+    assert p.image == image
+    assert any("has no release image tag" in n for n in p.notes) is noted
