@@ -90,6 +90,14 @@ class XinferenceOptions(BaseModel):
         description="Xinference's own auth (on by default in 4.x). Unset: on when "
         "server.api_key_env is set, else off (XINFERENCE_AUTH_ADVANCED=0)",
     )
+    login_user_env: str | None = Field(
+        None,
+        description="Variable holding a Xinference user name: serve logs in as that user "
+        "(POST /token) to launch the model, since API keys cannot launch",
+    )
+    login_password_env: str | None = Field(
+        None, description="Variable holding that user's password (with login_user_env)"
+    )
     home: str | None = Field(
         None,
         description="XINFERENCE_HOME (models, caches, auth database); default: a per-profile "
@@ -242,6 +250,26 @@ class XinferenceBackend(Backend):
                     "with Xinference's auth on, llmctl needs an API key to launch the model",
                     hint="set server.api_key_env to a variable holding a key created in "
                     "Xinference, or options.auth: false",
+                )
+            )
+        if bool(opts.login_user_env) != bool(opts.login_password_env):
+            issues.append(
+                profile.issue(
+                    (
+                        "options",
+                        "login_user_env" if opts.login_password_env else "login_password_env",
+                    ),
+                    "a login needs both options.login_user_env and options.login_password_env",
+                    hint="name the variables that hold the user name and the password",
+                )
+            )
+        if not auth and opts.login_user_env:
+            issues.append(
+                profile.issue(
+                    ("options", "login_user_env"),
+                    "options.auth is false (XINFERENCE_AUTH_ADVANCED=0): there is no user "
+                    "to log in as",
+                    hint="remove the login options, or keep auth on",
                 )
             )
         if not auth and s.api_key_env:
@@ -421,7 +449,14 @@ class XinferenceBackend(Backend):
             flag(launch, option, value)
         for k, v in opts.launch_kwargs.items():
             launch += [f"--{k}", str(v).lower() if isinstance(v, bool) else str(v)]
-        if self.auth_on(profile, opts) and s.api_key_env:
+        via = "Xinference REST API: POST /v1/models with these fields, any key in a header"
+        if self.auth_on(profile, opts) and opts.login_user_env:
+            via = (
+                f"Xinference REST API: POST /token as the user in ${opts.login_user_env} "
+                f"(password from ${opts.login_password_env}), then POST /v1/models with "
+                "these fields, the access token in a header"
+            )
+        elif self.auth_on(profile, opts) and s.api_key_env:
             launch += ["--api-key", ctx.secret(s.api_key_env)]
         return Plan(
             steps=[
@@ -430,8 +465,7 @@ class XinferenceBackend(Backend):
                     "launch",
                     Command(launch),
                     kind="action",
-                    via="Xinference REST API: POST /v1/models with these fields, "
-                    "any key in a header",
+                    via=via,
                 ),
             ],
             endpoint=self.endpoint(profile, ctx),
@@ -471,14 +505,11 @@ class XinferenceBackend(Backend):
             raise UsageError(MISSING_NAME, hint="e.g. options: {model_name: qwen2.5-instruct}")
         ep = plan.endpoint
         root = ep.base_url.removesuffix("/v1")
-        headers = {}
-        key = ep.api_key()
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        secrets = plan.secrets() | ({key} if key else set())
         wait = profile.health.load_timeout or self.timeouts[1]
         deadline = time.monotonic() + wait
         try:
+            key, secrets = self._launch_credential(client, root, plan, profile, report)
+            headers = {"Authorization": f"Bearer {key}"} if key else {}
             while True:
                 r = client.get(f"{root}/v1/models/{quote(ep.model, safe='')}", headers=headers)
                 if r.status_code == 200:
@@ -529,6 +560,51 @@ class XinferenceBackend(Backend):
                 hint=hint or (detail or None),
             )
         report(f"launch: model uid '{ep.model}' is ready", 1.0)
+
+    def _launch_credential(
+        self, client: httpx.Client, root: str, plan: Plan, profile: Profile, report
+    ) -> tuple[str | None, set[str]]:
+        """What the launch sends as its bearer token, and every secret to scrub: the
+        profile's key, or, with a login, a fresh access token from POST /token (an API key
+        cannot launch, and a token pasted into the environment expires)."""
+        from llmdeploy_cli.errors import LlmctlError, UsageError
+
+        opts: XinferenceOptions = self.options(profile)
+        key = plan.endpoint.api_key()
+        secrets = plan.secrets() | ({key} if key else set())
+        if not (opts.login_user_env and self.auth_on(profile, opts)):
+            return key, secrets
+        env = {**os.environ, **profile.env}
+        user, password = env.get(opts.login_user_env), env.get(opts.login_password_env)
+        missing = [
+            n
+            for n, v in ((opts.login_user_env, user), (opts.login_password_env, password))
+            if not v
+        ]
+        if missing:
+            raise UsageError(
+                f"launch: ${' and $'.join(missing)} not set (options.login_user_env / "
+                "login_password_env name them)",
+                hint="export the Xinference user name and password before serving",
+            )
+        secrets.add(password)
+        report(f"launch: logging in as '{user}' (POST /token)", None)
+        r = client.post(f"{root}/token", json={"username": user, "password": password})
+        token = None
+        if r.status_code == 200:
+            try:
+                token = r.json().get("access_token")
+            except (ValueError, AttributeError):
+                token = None
+        if not token:
+            raise LlmctlError(
+                f"launch: Xinference refused the login of '{user}' ({r.status_code})",
+                hint=f"check the user in ${opts.login_user_env} and the password in "
+                f"${opts.login_password_env}, and that options.home is the home where the "
+                "user was created",
+            )
+        secrets.add(token)
+        return token, secrets
 
 
 def _auth_hint(ep: Endpoint) -> str:

@@ -30,6 +30,16 @@ from tests.backends.profiles import issues_of, resolver, write_profile
 from tests.conftest import PROFILES
 
 KEY = "sk-test-xinference-0123456789"
+PASSWORD = "pw-test-xinference-secret"
+TOKEN = "eyJ-test-access-token-0123456789"
+LOGIN = """
+server:
+  api_key_env: MY_KEY
+options:
+  home: /srv/xinference
+  login_user_env: XI_USER
+  login_password_env: XI_PASSWORD
+"""
 ENVIRON = {"HOME": "/home/user", "MY_KEY": KEY}
 
 BASE = """
@@ -352,6 +362,11 @@ class FakeXinference:
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
+        if request.url.path == "/token":  # Xinference 4.1 advanced_login: a JSON body
+            body = json.loads(request.content)
+            if body == {"username": "admin", "password": PASSWORD}:
+                return httpx.Response(200, json={"access_token": TOKEN, "token_type": "bearer"})
+            return httpx.Response(401, json={"detail": "Incorrect username or password"})
         if request.method == "GET":
             code = self.describe.pop(0) if len(self.describe) > 1 else self.describe[0]
             body = {"id": "x"} if code == 200 else {"detail": "Model not found, uid: x"}
@@ -514,3 +529,64 @@ def test_every_rendered_option_is_in_the_real_cli(render):
     launch_help = help_of("xinference", "launch", "--help")
     for opt in [a for a in launch_of(plan) if a.startswith("--")]:
         assert opt in launch_help, opt
+
+
+def test_login_launches_with_a_fresh_token_clients_keep_the_key(resolved, monkeypatch):
+    """An API key cannot launch in Xinference 4.1: with a login, serve gets an access token
+    from POST /token and launches with it; the endpoint (readiness, smoke, bench) keeps
+    the key."""
+    monkeypatch.setenv("MY_KEY", KEY)
+    monkeypatch.setenv("XI_USER", "admin")
+    monkeypatch.setenv("XI_PASSWORD", PASSWORD)
+    fake = FakeXinference()
+    r, reports = _after_ready(resolved, fake, LOGIN)
+    login, get, post = fake.requests
+    assert login.method == "POST" and login.url.path == "/token"
+    assert json.loads(login.content) == {"username": "admin", "password": PASSWORD}
+    assert get.headers["authorization"] == post.headers["authorization"] == f"Bearer {TOKEN}"
+    assert r.plan.endpoint.api_key_env == "MY_KEY"
+    step = r.plan.steps[1]
+    assert "--api-key" not in step.command.argv and "POST /token" in step.via
+    assert all(PASSWORD not in m and TOKEN not in m for m, _ in reports)
+
+
+def test_refused_login_names_the_variables_and_leaks_nothing(resolved, monkeypatch):
+    monkeypatch.setenv("MY_KEY", KEY)
+    monkeypatch.setenv("XI_USER", "admin")
+    monkeypatch.setenv("XI_PASSWORD", "wrong-password")
+    with pytest.raises(LlmctlError) as e:
+        _after_ready(resolved, FakeXinference(), LOGIN)
+    assert "refused the login of 'admin' (401)" in e.value.message
+    assert "$XI_USER" in e.value.hint and "$XI_PASSWORD" in e.value.hint
+    assert "wrong-password" not in e.value.message + e.value.hint
+
+
+def test_login_variables_unset_is_a_usage_error(resolved, monkeypatch):
+    monkeypatch.setenv("MY_KEY", KEY)
+    monkeypatch.delenv("XI_USER", raising=False)
+    monkeypatch.delenv("XI_PASSWORD", raising=False)
+    fake = FakeXinference()
+    with pytest.raises(UsageError) as e:
+        _after_ready(resolved, fake, LOGIN)
+    assert "$XI_USER and $XI_PASSWORD not set" in e.value.message
+    assert fake.requests == []
+
+
+@pytest.mark.parametrize(
+    "extra, key, says",
+    [
+        (
+            "server:\n  api_key_env: MY_KEY\noptions:\n  home: /h\n  login_user_env: U\n",
+            "options.login_password_env",
+            "both",
+        ),
+        (
+            "options:\n  auth: false\n  login_user_env: U\n  login_password_env: P\n",
+            "options.login_user_env",
+            "no user",
+        ),
+    ],
+)
+def test_login_contradictions_are_refused(render, extra, key, says):
+    issues = [i for i in issues_of(render, extra) if i.key == key]
+    assert issues and says in issues[0].message

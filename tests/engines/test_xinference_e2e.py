@@ -294,3 +294,38 @@ def test_uv_install_keeps_the_cpu_torch(xinference_env, tmp_path):
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-v", "-s"]))
+
+
+def test_auth_on_with_a_login_for_the_launch(xinference_env, tiny_model, tmp_path):
+    """The same, without a token pasted into the environment (it expires in 30 minutes,
+    which a restart after that would hit): serve logs in with the user name and password
+    from the variables options.login_user_env / login_password_env (POST /token) and
+    launches with the fresh access token; readiness, smoke and clients use the API key."""
+    home = tmp_path / "xhome"
+    home.mkdir()
+    made = subprocess.run(
+        [str(xinference_env / "bin" / "python"), "-c", CREATE_CREDENTIALS],
+        env={**os.environ, "XINFERENCE_HOME": str(home), "XINFERENCE_AUTH_ADVANCED": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert made.returncode == 0, "xinference's auth API moved? " + made.stderr[-3000:]
+    api_key = made.stdout.strip().splitlines()[-2]
+    state = tmp_path / "state"
+    env = llmctl_env(
+        LLMCTL_STATE_DIR=state,
+        LLMCTL_ENGINES_DIR=engines_dir(),
+        XI_E2E_KEY=api_key,
+        XI_E2E_USER="llmctl-e2e",
+        XI_E2E_PASSWORD="llmctl-e2e-pw-123",
+    )
+    login = "  login_user_env: XI_E2E_USER\n  login_password_env: XI_E2E_PASSWORD\n"
+    prof = profile(
+        tmp_path, tiny_model, "xi-login", f"  auth: true\n  home: {home}\n{login}",
+        server="  api_key_env: XI_E2E_KEY\n",
+    )  # fmt: skip
+    serve_smoke_stop(prof, "xi-login", state, env, api_key, home, api_key=api_key)
+    logs = llmctl("logs", "xi-login", "-n", "5000", env=env)
+    assert "logging in as 'llmctl-e2e' (POST /token)" in logs.stdout
+    assert "llmctl-e2e-pw-123" not in logs.stdout + logs.stderr
