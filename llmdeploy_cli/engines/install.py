@@ -338,6 +338,17 @@ def _build(recipe, version, device, cfile, target: Path, tools: Tools, emit) -> 
                 else:
                     run([py, "-m", "pip", "uninstall", "-y", "torchvision"], "removing")
                 removed.append({"package": "torchvision", "reason": why.strip()})
+    else:
+        # `torch==X` is satisfied by a local build `X+cpu` (PEP 440 ignores local labels),
+        # so an index or find-links folder that offers one silently wins over the CUDA build.
+        cpu = [f"torch {v}" for n, v in _dists(site) if n == "torch" and v.endswith("+cpu")]
+        if cpu:
+            raise InstallError(
+                f"a CPU torch was installed for --device {device} ({cpu[0]})",
+                hint="pip's configuration (find-links or an extra index) offers a CPU build "
+                "that satisfies the torch pin: install without it (e.g. PIP_FIND_LINKS= "
+                "PIP_EXTRA_INDEX_URL=), or use --device cpu",
+            )
     exe = target / "bin" / recipe.executable
     if not os.access(exe, os.X_OK):
         raise InstallError(

@@ -187,6 +187,16 @@ def test_cuda_torch_on_cpu_fails_and_leaves_nothing(engines):
     assert not (engines / "xinference-4.1.0-cpu").exists()
 
 
+def test_cpu_torch_on_cuda_fails_and_leaves_nothing(engines):
+    """A find-links folder with torch-X+cpu satisfies `torch==X` (PEP 440 ignores local
+    labels): a CUDA install that got it fails, naming the build and the cause."""
+    with pytest.raises(LlmctlError) as e:
+        inst.install("lmdeploy", device="cuda", tools=FakeTools(cuda_torch=False))
+    assert "CPU torch was installed for --device cuda" in e.value.message
+    assert "+cpu" in e.value.message and "find-links" in e.value.hint
+    assert not (engines / "lmdeploy-0.18.0-cuda").exists()
+
+
 def test_resolver_failure_reports_its_own_reason(engines):
     with pytest.raises(inst.InstallError) as e:
         inst.install("xinference", device="cpu", tools=FakeTools(fail_on="xinference=="))
