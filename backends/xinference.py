@@ -243,62 +243,53 @@ class XinferenceBackend(Backend):
                 )
             )
         auth = self.auth_on(profile, opts)
-        if auth and not s.api_key_env:
-            issues.append(
-                profile.issue(
-                    ("options", "auth"),
-                    "with Xinference's auth on, llmctl needs an API key to launch the model",
-                    hint="set server.api_key_env to a variable holding a key created in "
-                    "Xinference, or options.auth: false",
-                )
-            )
-        if bool(opts.login_user_env) != bool(opts.login_password_env):
-            issues.append(
-                profile.issue(
-                    (
-                        "options",
-                        "login_user_env" if opts.login_password_env else "login_password_env",
-                    ),
-                    "a login needs both options.login_user_env and options.login_password_env",
-                    hint="name the variables that hold the user name and the password",
-                )
-            )
-        if not auth and opts.login_user_env:
-            issues.append(
-                profile.issue(
-                    ("options", "login_user_env"),
-                    "options.auth is false (XINFERENCE_AUTH_ADVANCED=0): there is no user "
-                    "to log in as",
-                    hint="remove the login options, or keep auth on",
-                )
-            )
-        if not auth and s.api_key_env:
-            issues.append(
-                profile.issue(
-                    ("options", "auth"),
-                    "options.auth is false (XINFERENCE_AUTH_ADVANCED=0), so the API key in "
-                    "server.api_key_env would never be checked",
-                    hint="remove server.api_key_env, or keep auth on",
-                )
-            )
-        if (
-            auth
-            and s.managed
-            and not (
-                opts.home
-                or "XINFERENCE_HOME" in profile.env
-                or "XINFERENCE_AUTH_DB_PATH" in profile.env
-            )
-        ):
-            issues.append(
-                profile.issue(
-                    ("options", "home"),
-                    "with auth on, the API key must exist in the auth database under "
-                    "XINFERENCE_HOME; the per-profile home llmctl would create has no users",
-                    hint="set options.home to the Xinference home where the key was created "
-                    "(e.g. ~/.xinference)",
-                )
-            )
+        home_known = (
+            opts.home
+            or "XINFERENCE_HOME" in profile.env
+            or "XINFERENCE_AUTH_DB_PATH" in profile.env
+        )
+        half_login = bool(opts.login_user_env) != bool(opts.login_password_env)
+        auth_rules = [  # (refused when, key under options, what is wrong, the fix)
+            (
+                auth and not s.api_key_env,
+                "auth",
+                "with Xinference's auth on, llmctl needs an API key to launch the model",
+                "set server.api_key_env to a variable holding a key created in Xinference, "
+                "or options.auth: false",
+            ),
+            (
+                half_login,
+                "login_password_env" if opts.login_user_env else "login_user_env",
+                "a login needs both options.login_user_env and options.login_password_env",
+                "name the variables that hold the user name and the password",
+            ),
+            (
+                not auth and bool(opts.login_user_env),
+                "login_user_env",
+                "options.auth is false (XINFERENCE_AUTH_ADVANCED=0): there is no user to log in as",
+                "remove the login options, or keep auth on",
+            ),
+            (
+                not auth and bool(s.api_key_env),
+                "auth",
+                "options.auth is false (XINFERENCE_AUTH_ADVANCED=0), so the API key in "
+                "server.api_key_env would never be checked",
+                "remove server.api_key_env, or keep auth on",
+            ),
+            (
+                auth and s.managed and not home_known,
+                "home",
+                "with auth on, the API key must exist in the auth database under "
+                "XINFERENCE_HOME; the per-profile home llmctl would create has no users",
+                "set options.home to the Xinference home where the key was created "
+                "(e.g. ~/.xinference)",
+            ),
+        ]
+        issues += [
+            profile.issue(("options", key), message, hint=hint)
+            for refused, key, message, hint in auth_rules
+            if refused
+        ]
         if profile.hub.cache_dir:
             issues.append(
                 profile.issue(

@@ -220,16 +220,9 @@ print(auth.login("llmctl-e2e", "llmctl-e2e-pw-123")["access_token"])
 """
 
 
-def test_auth_on_with_a_key_from_the_environment(xinference_env, tiny_model, tmp_path):
-    """Xinference's own auth stays on; the credential reaches llmctl through
-    server.api_key_env and travels only in headers.
-
-    Xinference 4.1 limits API keys (sk-...) to the scopes models:read and models:list
-    (auth_service.py, "API keys can only access model query and inference endpoints"),
-    so launching needs a user's access token. The test creates a user, an API key and an
-    access token in the auth database under options.home (as an admin would in the web
-    UI): serve launches with the token; clients use the API key."""
-    home = tmp_path / "xhome"
+def create_credentials(xinference_env: Path, home: Path) -> tuple[str, str]:
+    """A user (llmctl-e2e), an API key and an access token in the auth database under
+    `home`, made with Xinference's own auth service; returns (api key, token)."""
     home.mkdir()
     made = subprocess.run(
         [str(xinference_env / "bin" / "python"), "-c", CREATE_CREDENTIALS],
@@ -240,6 +233,20 @@ def test_auth_on_with_a_key_from_the_environment(xinference_env, tiny_model, tmp
     )
     assert made.returncode == 0, "xinference's auth API moved? " + made.stderr[-3000:]
     api_key, token = made.stdout.strip().splitlines()[-2:]
+    return api_key, token
+
+
+def test_auth_on_with_a_key_from_the_environment(xinference_env, tiny_model, tmp_path):
+    """Xinference's own auth stays on; the credential reaches llmctl through
+    server.api_key_env and travels only in headers.
+
+    Xinference 4.1 limits API keys (sk-...) to the scopes models:read and models:list
+    (auth_service.py, "API keys can only access model query and inference endpoints"),
+    so launching needs a user's access token. The test creates a user, an API key and an
+    access token in the auth database under options.home (as an admin would in the web
+    UI): serve launches with the token; clients use the API key."""
+    home = tmp_path / "xhome"
+    api_key, token = create_credentials(xinference_env, home)
     assert api_key.startswith(("sk-", "xf-"))
     state = tmp_path / "state"
     env = llmctl_env(
@@ -302,16 +309,7 @@ def test_auth_on_with_a_login_for_the_launch(xinference_env, tiny_model, tmp_pat
     from the variables options.login_user_env / login_password_env (POST /token) and
     launches with the fresh access token; readiness, smoke and clients use the API key."""
     home = tmp_path / "xhome"
-    home.mkdir()
-    made = subprocess.run(
-        [str(xinference_env / "bin" / "python"), "-c", CREATE_CREDENTIALS],
-        env={**os.environ, "XINFERENCE_HOME": str(home), "XINFERENCE_AUTH_ADVANCED": "1"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert made.returncode == 0, "xinference's auth API moved? " + made.stderr[-3000:]
-    api_key = made.stdout.strip().splitlines()[-2]
+    api_key, _ = create_credentials(xinference_env, home)
     state = tmp_path / "state"
     env = llmctl_env(
         LLMCTL_STATE_DIR=state,
