@@ -299,6 +299,23 @@ OPTION_VALUES: dict[str, dict[str, list]] = {
             False,
             With(True, profile={"server": {"api_key_env": "MY_KEY"}}, home="/data/xinference"),
         ],
+        # a login is for a server with auth on (a key for clients, the home of the user)
+        "login_user_env": [
+            With(
+                "XI_USER",
+                profile={"server": {"api_key_env": "MY_KEY"}},
+                home="/data/xinference",
+                login_password_env="XI_PASSWORD",
+            )
+        ],
+        "login_password_env": [
+            With(
+                "XI_PASSWORD",
+                profile={"server": {"api_key_env": "MY_KEY"}},
+                home="/data/xinference",
+                login_user_env="XI_USER",
+            )
+        ],
         "launch_kwargs": [{"max_num_seqs": 16, "gpu_memory_utilization": 0.9}],
     },
     "transformers": {

@@ -7,7 +7,7 @@ count the test can check). GET /v1/models lists `--model`; any other model name 
 `--fail-every K` answers every K-th embeddings request with 500. Every request is logged
 for GET /requests as `{"inputs": n, "tokens": t}`.
 
-Run: `python tests/standins/embed_server.py --port 0`; prints `READY <port>` once it listens.
+Run: `python -m tests.standins.embed_server --port 0`; prints `READY <port>` once it listens.
 `embed_standin(...)` does that from a test and always kills it.
 """
 
@@ -17,9 +17,9 @@ import argparse
 import asyncio
 import contextlib
 import json
-import subprocess
-import sys
-from pathlib import Path
+
+from tests.standins import plumbing
+from tests.standins.plumbing import CLOSED, read_request
 
 
 class Server:
@@ -31,17 +31,8 @@ class Server:
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                lines = head.decode("latin-1").split("\r\n")
-                method, path, _ = lines[0].split(" ", 2)
-                headers = {}
-                for line in lines[1:]:
-                    if ":" in line:
-                        k, v = line.split(":", 1)
-                        headers[k.strip().lower()] = v.strip()
-                n = int(headers.get("content-length", "0") or 0)
-                body = await reader.readexactly(n) if n else b""
-                status, data = await self.route(method, path.split("?")[0], body)
+                method, path, _, body, _ = await read_request(reader)
+                status, data = await self.route(method, path, body)
                 payload = json.dumps(data).encode()
                 writer.write(
                     f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n"
@@ -49,7 +40,7 @@ class Server:
                     + payload
                 )
                 await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+        except CLOSED:
             pass
         finally:
             with contextlib.suppress(Exception):
@@ -89,10 +80,7 @@ class Server:
 
 
 async def serve(args) -> None:
-    server = await asyncio.start_server(Server(args).handle, args.host, args.port, backlog=1024)
-    print(f"READY {server.sockets[0].getsockname()[1]}", flush=True)
-    async with server:
-        await server.serve_forever()
+    await plumbing.serve(Server(args).handle, args.host, args.port)
 
 
 def parse(argv=None):
@@ -107,26 +95,9 @@ def parse(argv=None):
     return p.parse_args(argv)
 
 
-@contextlib.contextmanager
 def embed_standin(*args: str):
     """Start the stand-in in its own process; yield (base_url, popen); always kill it."""
-    proc = subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve()), "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        line = proc.stdout.readline()
-        if not line.startswith("READY "):
-            raise RuntimeError(f"embeddings stand-in did not start: {line!r}")
-        yield f"http://127.0.0.1:{int(line.split()[1])}/v1", proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
-        if proc.stdout:
-            proc.stdout.close()
+    return plumbing.launch("tests.standins.embed_server", *args)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ the N-th request's stream), `--strict` (400 for ignore_eos/min_tokens, like a se
 that does not know vLLM's extensions), `--api-key K` (401 without it), `--reasoning N`
 (the first N tokens come as `reasoning_content`, like a reasoning model).
 
-Run: `python tests/standins/timed_server.py --port 0 --ttft-ms 50 --itl-ms 10`; it prints
+Run: `python -m tests.standins.timed_server --port 0 --ttft-ms 50 --itl-ms 10`; it prints
 `READY <port>` on stdout once it listens. `standin(...)` does that from a test.
 """
 
@@ -27,10 +27,10 @@ import asyncio
 import contextlib
 import json
 import os
-import subprocess
-import sys
 import time
-from pathlib import Path
+
+from tests.standins import plumbing
+from tests.standins.plumbing import CLOSED, read_request
 
 now = time.monotonic
 
@@ -44,19 +44,9 @@ class Server:
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                received = now()
-                lines = head.decode("latin-1").split("\r\n")
-                method, path, _ = lines[0].split(" ", 2)
-                headers = {}
-                for line in lines[1:]:
-                    if ":" in line:
-                        k, v = line.split(":", 1)
-                        headers[k.strip().lower()] = v.strip()
-                n = int(headers.get("content-length", "0") or 0)
-                body = await reader.readexactly(n) if n else b""
-                await self.route(method, path.split("?")[0], headers, body, received, writer)
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+                method, path, headers, body, received = await read_request(reader)
+                await self.route(method, path, headers, body, received, writer)
+        except CLOSED:
             pass
         finally:
             with contextlib.suppress(Exception):
@@ -158,12 +148,7 @@ class Server:
 
 
 async def serve(args) -> None:
-    srv = Server(args)
-    server = await asyncio.start_server(srv.handle, args.host, args.port, backlog=1024)
-    port = server.sockets[0].getsockname()[1]
-    print(f"READY {port}", flush=True)
-    async with server:
-        await server.serve_forever()
+    await plumbing.serve(Server(args).handle, args.host, args.port)
 
 
 def parse(argv=None):
@@ -183,27 +168,9 @@ def parse(argv=None):
     return p.parse_args(argv)
 
 
-@contextlib.contextmanager
 def standin(*args: str, python: str | None = None):
     """Start the stand-in in its own process; yield (base_url, popen); always kill it."""
-    proc = subprocess.Popen(
-        [python or sys.executable, str(Path(__file__).resolve()), "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        line = proc.stdout.readline()
-        if not line.startswith("READY "):
-            raise RuntimeError(f"stand-in did not start: {line!r}")
-        port = int(line.split()[1])
-        yield f"http://127.0.0.1:{port}/v1", proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
-        if proc.stdout:
-            proc.stdout.close()
+    return plumbing.launch("tests.standins.timed_server", *args, python=python)
 
 
 if __name__ == "__main__":
