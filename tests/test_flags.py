@@ -228,6 +228,8 @@ COMMON_VALUES: dict[str, dict[str, list]] = {
 
 # Realistic values for backend option fields that are neither bool nor Literal (those get
 # every value). A field missing here fails test_every_option_field_has_values.
+# Xinference with its auth on: a key for the clients, the home whose database holds it.
+XI_AUTH_ON = {"profile": {"server": {"api_key_env": "MY_KEY"}}, "home": "/data/xinference"}
 OPTION_VALUES: dict[str, dict[str, list]] = {
     "vllm": {
         "swap_space": [4.0],
@@ -297,25 +299,11 @@ OPTION_VALUES: dict[str, dict[str, list]] = {
         # auth on needs a key, and the home whose database holds it
         "auth": [
             False,
-            With(True, profile={"server": {"api_key_env": "MY_KEY"}}, home="/data/xinference"),
+            With(True, **XI_AUTH_ON),
         ],
         # a login is for a server with auth on (a key for clients, the home of the user)
-        "login_user_env": [
-            With(
-                "XI_USER",
-                profile={"server": {"api_key_env": "MY_KEY"}},
-                home="/data/xinference",
-                login_password_env="XI_PASSWORD",
-            )
-        ],
-        "login_password_env": [
-            With(
-                "XI_PASSWORD",
-                profile={"server": {"api_key_env": "MY_KEY"}},
-                home="/data/xinference",
-                login_user_env="XI_USER",
-            )
-        ],
+        "login_user_env": [With("XI_USER", login_password_env="XI_PASSWORD", **XI_AUTH_ON)],
+        "login_password_env": [With("XI_PASSWORD", login_user_env="XI_USER", **XI_AUTH_ON)],
         "launch_kwargs": [{"max_num_seqs": 16, "gpu_memory_utilization": 0.9}],
     },
     "transformers": {
