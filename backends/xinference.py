@@ -440,25 +440,30 @@ class XinferenceBackend(Backend):
             flag(launch, option, value)
         for k, v in opts.launch_kwargs.items():
             launch += [f"--{k}", str(v).lower() if isinstance(v, bool) else str(v)]
+        steps = [Step("server", Command(argv, env))]
         via = "Xinference REST API: POST /v1/models with these fields, any key in a header"
         if self.auth_on(profile, opts) and opts.login_user_env:
-            via = (
-                f"Xinference REST API: POST /token as the user in ${opts.login_user_env} "
-                f"(password from ${opts.login_password_env}), then POST /v1/models with "
-                "these fields, the access token in a header"
+            # `xinference login` stores the user's access token, which `xinference launch`
+            # then sends: the CLI form of what serve does before every launch.
+            login = [self.launch_executable(profile), "login"]
+            flag(login, "--endpoint", self.root_url(profile, ctx))
+            user = ctx.environ.get(opts.login_user_env) or f"${{{opts.login_user_env}}}"
+            login += ["--username", user]
+            login += ["--password", ctx.secret(opts.login_password_env)]
+            steps.append(
+                Step(
+                    "login",
+                    Command(login),
+                    kind="action",
+                    via="Xinference REST API: POST /token with these credentials",
+                )
             )
+            via = "Xinference REST API: POST /v1/models with these fields, the login's token"
         elif self.auth_on(profile, opts) and s.api_key_env:
             launch += ["--api-key", ctx.secret(s.api_key_env)]
+        steps.append(Step("launch", Command(launch), kind="action", via=via))
         return Plan(
-            steps=[
-                Step("server", Command(argv, env)),
-                Step(
-                    "launch",
-                    Command(launch),
-                    kind="action",
-                    via=via,
-                ),
-            ],
+            steps=steps,
             endpoint=self.endpoint(profile, ctx),
             engine_version=ctx.engine_version,
             version_source=ctx.version_source,
@@ -522,7 +527,8 @@ class XinferenceBackend(Backend):
                 report(f"launch: model uid '{ep.model}' is loading; waiting", None)
                 time.sleep(2.0)
             payload = self.launch_payload(profile)
-            report(f"launch: {plan.steps[1].command.display()}", None)
+            launch = next(st for st in plan.steps if st.name == "launch")
+            report(f"launch: {launch.command.display()}", None)
             r = client.post(
                 f"{root}/v1/models",
                 json=payload,

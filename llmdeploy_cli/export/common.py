@@ -263,8 +263,10 @@ def prepare(
         for a in step.command.argv:
             if isinstance(a, Secret):
                 raise ExportError(
-                    f"step '{step.name}' takes a secret in argv; export will not write it",
-                    hint="use a backend option that reads the secret from the environment",
+                    f"step '{step.name}' takes a secret on its command line, which a hook "
+                    "would have to carry in the manifest; export will not write it",
+                    hint=f"run '{step.name}' by hand once the server answers (`llmctl render` "
+                    "shows it), or export a profile whose later steps need no secret",
                 )
             a_argv.append(str(a))
         a_env = {k: v for k, v in step.command.env.items() if not isinstance(v, Secret)}

@@ -545,8 +545,14 @@ def test_login_launches_with_a_fresh_token_clients_keep_the_key(resolved, monkey
     assert json.loads(login.content) == {"username": "admin", "password": PASSWORD}
     assert get.headers["authorization"] == post.headers["authorization"] == f"Bearer {TOKEN}"
     assert r.plan.endpoint.api_key_env == "MY_KEY"
-    step = r.plan.steps[1]
-    assert "--api-key" not in step.command.argv and "POST /token" in step.via
+    server, login_step, launch = r.plan.steps
+    assert [login_step.name, launch.name] == ["login", "launch"]
+    assert login_step.command.argv[1:4] == ["login", "--endpoint", "http://127.0.0.1:9997"]
+    shown = login_step.command.display()
+    assert "--username '${XI_USER}'" in shown or "--username ${XI_USER}" in shown
+    assert shown.count("***") == 1  # the password
+    assert "POST /token" in login_step.via
+    assert "--api-key" not in launch.command.argv and "login's token" in launch.via
     assert all(PASSWORD not in m and TOKEN not in m for m, _ in reports)
 
 

@@ -323,6 +323,19 @@ def test_auth_on_with_a_login_for_the_launch(xinference_env, tiny_model, tmp_pat
         tmp_path, tiny_model, "xi-login", f"  auth: true\n  home: {home}\n{login}",
         server="  api_key_env: XI_E2E_KEY\n",
     )  # fmt: skip
+    r = llmctl("render", "--json", prof, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "llmctl-e2e-pw-123" not in r.stdout
+    steps = json_out(r)["steps"]
+    assert [s["name"] for s in steps] == ["server", "login", "launch"]
+    login_argv = steps[1]["argv"]
+    assert login_argv[1] == "login" and login_argv[-2:] == ["--password", "***"]
+    cli_help = subprocess.run(
+        [str(xinference_env / "bin" / "xinference"), "login", "--help"],
+        capture_output=True, text=True, timeout=120,
+    ).stdout  # fmt: skip
+    for opt in [a for a in login_argv if a.startswith("--")]:
+        assert opt in cli_help, f"xinference login has no {opt}"
     serve_smoke_stop(prof, "xi-login", state, env, api_key, home, api_key=api_key)
     logs = llmctl("logs", "xi-login", "-n", "5000", env=env)
     assert "logging in as 'llmctl-e2e' (POST /token)" in logs.stdout

@@ -207,3 +207,26 @@ def test_default_image_is_the_release_the_command_was_rendered_for(version, imag
     p, _ = _prepared(PROFILES / "vllm-qwen2.5-1.5b.yml", ENVIRON, engine_version=version)
     assert p.image == image
     assert any("has no release image tag" in n for n in p.notes) is noted
+
+
+@pytest.mark.parametrize(
+    "options, step",
+    [
+        ("", "launch"),  # the key travels as --api-key
+        ("  login_user_env: XI_USER\n  login_password_env: XI_PASSWORD\n", "login"),
+    ],
+)
+def test_xinference_with_auth_is_refused_not_exported_broken(tmp_path, options, step):
+    """A postStart hook would need the key or password in the manifest; without it the hook
+    would retry a refused launch forever. Export refuses, naming the step and the way out."""
+    p = tmp_path / "x.yml"
+    p.write_text(
+        "name: x\nbackend: xinference\nmodel:\n  source: qwen2.5-instruct\n"
+        f"server:\n  api_key_env: LLMCTL_API_KEY\noptions:\n  home: /srv/x\n{options}"
+    )
+    environ = {**ENVIRON, "XI_USER": "admin", "XI_PASSWORD": "pw-not-in-any-output"}
+    with pytest.raises(common.ExportError) as e:
+        common.prepare(p, "kubernetes", common.ExportOptions(), environ)
+    assert f"step '{step}' takes a secret" in e.value.message
+    assert "by hand" in e.value.hint
+    assert "pw-not-in-any-output" not in e.value.message + e.value.hint
