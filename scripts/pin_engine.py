@@ -30,11 +30,6 @@ from llmdeploy_cli.engines import catalog  # noqa: E402
 from llmdeploy_cli.engines.install import pip_index_args  # noqa: E402
 
 
-def requirements(recipe: catalog.Recipe, version: str, device: str) -> list[str]:
-    torch = recipe.torch.get(device)
-    return ([f"torch=={torch}"] if torch else []) + recipe.requirements(version)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("name")
@@ -49,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     uv = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
     if uv is None:
         sys.exit("needs uv (pip install uv)")
-    reqs = requirements(recipe, args.version, args.device)
+    reqs = recipe.install_requirements(args.version, args.device)
     out = ROOT / "llmdeploy_cli" / "data" / "constraints"
     out = out / f"{args.name}-{args.version}-{args.device}.txt"
     with tempfile.TemporaryDirectory() as tmp:

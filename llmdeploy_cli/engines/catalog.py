@@ -33,6 +33,11 @@ class Recipe:
     def requirements(self, version: str) -> list[str]:
         return [p.format(version=version) for p in self.packages]
 
+    def install_requirements(self, version: str, device: str) -> list[str]:
+        """Everything an install asks for: the torch it installs first, then the packages."""
+        torch = self.torch.get(device)
+        return ([f"torch=={torch}"] if torch else []) + self.requirements(version)
+
 
 RECIPES: dict[str, Recipe] = {
     r.name: r

@@ -37,21 +37,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float)
     args = ap.parse_args(argv)
 
-    from llmdeploy_cli.errors import LlmctlError
-    from llmdeploy_cli.resolve import resolve
-    from llmdeploy_cli.supervise.session import ServeSession
     from llmdeploy_cli.supervise.stopflag import on_signals
 
-    try:
-        with on_signals(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as stop:
+    # The stop signals are taken before anything else is imported: a `llmctl stop` that
+    # comes early still ends the run through the session, never by the default action.
+    with on_signals(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as stop:
+        from llmdeploy_cli.errors import LlmctlError
+        from llmdeploy_cli.resolve import resolve
+        from llmdeploy_cli.supervise.session import ServeSession
+
+        try:
             r = resolve(args.profile, port=args.port)
             session = ServeSession(
                 r, args.profile, detached=True, timeout=args.timeout, stop=stop, echo=None
             )
             session.run()
-    except LlmctlError as e:
-        print(f"llmctl supervisor: {e.message}", file=sys.stderr, flush=True)
-        return int(e.code)
+        except LlmctlError as e:
+            print(f"llmctl supervisor: {e.message}", file=sys.stderr, flush=True)
+            return int(e.code)
     return 0
 
 

@@ -10,6 +10,7 @@ tests).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -73,6 +74,7 @@ def test_file_pins_its_engine_and_torch(filename):
         assert "torch" in by_dist  # the engine's own torch pin, resolved
 
 
+@functools.cache
 def _index_reachable(uv: str) -> bool:
     r = subprocess.run(
         [uv, "pip", "compile", "-", "--quiet", "--no-header", *pip_index_args()],
@@ -96,9 +98,7 @@ def test_cuda_file_leaves_the_resolver_nothing_to_choose(filename, tmp_path):
         pytest.skip("the package index is not reachable from here (needed for a dry run)")
     m = STEM.fullmatch(filename)
     recipe = catalog.get(m["name"])
-    reqs = ([f"torch=={recipe.torch['cuda']}"] if recipe.torch.get("cuda") else []) + (
-        recipe.requirements(m["version"])
-    )
+    reqs = recipe.install_requirements(m["version"], "cuda")
     # The index only: a find-links folder of local builds (this machine's CPU torch)
     # satisfies `torch==X` too, which the CUDA install refuses afterwards (install.py).
     index = pip_index_args()
