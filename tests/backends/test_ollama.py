@@ -586,10 +586,11 @@ def test_missing_gguf_is_a_preflight_error(resolve, standin, tmp_path):
 
 
 def test_preload_of_a_missing_model_names_it(resolve, standin, monkeypatch):
-    from llmctl_backends import ollama as mod
+    from llmctl_backends.ollama import backend as mod
+    from llmctl_backends.ollama import model
 
     # preload alone (no pull, no create) against a server that lacks the model
-    monkeypatch.setattr(mod, "model_spec", lambda p, o: mod.ModelSpec(served="qwen2.5:0.5b"))
+    monkeypatch.setattr(mod, "model_spec", lambda p, o: model.ModelSpec(served="qwen2.5:0.5b"))
     r = resolve(pull_yaml(), port=standin.port)
     with pytest.raises(LlmctlError) as e:
         run_after_ready(r)

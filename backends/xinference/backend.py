@@ -1,40 +1,21 @@
-"""Xinference: `xinference-local` serves, then one model is launched into it (target 4.1).
-
-Every option below was read from Xinference's own source: the 4.1.0 release
-(`xinference/deploy/cmdline.py` `local` and `model_launch`, `xinference/constants.py`,
-`xinference/api/restful_api.py` `launch_model`/`list_models`, `xinference/api/routers/`,
-`xinference/client/restful/restful_client.py`, `xinference/model/utils.py`), cross-checked
-with the xorbitsai/inference repository history (click accepts no abbreviations of long
-options, but the exact strings are used anyway):
-- server: `xinference-local --host/-H --port/-p --log-level` (host default 127.0.0.1,
-  port default 9997, log level default INFO);
-- launch: `xinference launch --endpoint/-e --model-name/-n --model-type/-t (LLM)
-  --model-engine/-en (required for LLMs) --model-format/-f --size-in-billions/-s
-  --quantization/-q --context-length (4.1) --model-uid/-u --replica/-r --n-gpu ("auto",
-  "none" = CPU, or a count; the vLLM engine uses it as the tensor-parallel size) --gpu-idx
-  --model-path/-mp --enable-thinking --api-key/-ak`; any other `--key value` pair is passed
-  to the model unchecked (`allow_extra_args`), so llmctl cannot check those
-  (`options.launch_kwargs`). The CLI waits until the model is READY or fails.
-- llmctl performs that launch itself through the same REST call the CLI makes
-  (`POST /v1/models`, JSON body as `RESTfulClient.launch_model` builds it, waiting for the
-  model), so an API key travels in an `Authorization` header and never in a process's
-  argv; `render` shows the equivalent `xinference launch` command.
-- `/v1/models` lists running models by uid, and requests carry the uid as `model`;
-  `/status` answers without auth once the supervisor is up.
-- environment: `XINFERENCE_HOME` (default ~/.xinference; also moves the HF and ModelScope
-  caches to $XINFERENCE_HOME/huggingface and /modelscope, overriding HF_HOME's hub dir),
-  `XINFERENCE_MODEL_SRC` (huggingface, modelscope, openmind_hub, csghub, auto; unset
-  guesses from the locale, so llmctl always sets it), `XINFERENCE_AUTH_ADVANCED` (auth on
-  by default in 4.x; "0"/"false"/"no" turns it off), `XINFERENCE_TRUST_REMOTE_CODE`
-  (off by default; without it model code is only trusted for vetted built-ins).
+"""The Xinference backend: checks, the rendered plan and the launch fields (facts: see
+__init__). The launch itself, through Xinference's REST API once the server is up, is
+launch.py.
 """
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from llmctl_backends.xinference.options import (
+    MISSING_NAME,
+    MODEL_TYPES,
+    REFUSED_HINTS,
+    XinferenceOptions,
+    _name_backend,
+)
+from pydantic import BaseModel
 
 from llmdeploy_cli.backend import (
     Backend,
@@ -51,128 +32,6 @@ from llmdeploy_cli.profile import Profile
 
 if TYPE_CHECKING:  # pragma: no cover
     import httpx
-
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-MODEL_TYPES = {"chat": "LLM", "embedding": "embedding", "rerank": "rerank"}
-KwargValue = str | int | float | bool
-
-
-class XinferenceOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    model_name: str | None = Field(
-        None,
-        description="Built-in registry name (e.g. qwen2.5-instruct); default: model.source "
-        "when that is not a local directory",
-    )
-    model_engine: str | None = Field(
-        None,
-        description="Engine inside Xinference (transformers, vllm, sglang, llama.cpp, ...); "
-        "chat models default to transformers",
-    )
-    model_format: str | None = Field(None, description="pytorch, awq, gptq, ggufv2, mlx, ...")
-    model_size_in_billions: int | float | str | None = Field(
-        None, description="Size of the registry spec to launch, e.g. 1.5 (sent as 1_5)"
-    )
-    model_uid: str | None = Field(
-        None, description="Uid clients put in `model`; default: model.served_name"
-    )
-    n_gpu: int | str | None = Field(
-        None, description="GPUs for the model: auto (default), none (CPU) or a count"
-    )
-    gpu_idx: list[Annotated[int, Field(ge=0)]] | None = Field(
-        None, description="Which GPUs of the worker the model may use"
-    )
-    replica: Annotated[int, Field(ge=1)] | None = Field(None, description="Model replicas")
-    enable_thinking: bool = Field(False, description="Thinking mode for hybrid reasoning LLMs")
-    auth: bool | None = Field(
-        None,
-        description="Xinference's own auth (on by default in 4.x). Unset: on when "
-        "server.api_key_env is set, else off (XINFERENCE_AUTH_ADVANCED=0)",
-    )
-    login_user_env: str | None = Field(
-        None,
-        description="Variable holding a Xinference user name: serve logs in as that user "
-        "(POST /token) to launch the model, since API keys cannot launch",
-    )
-    login_password_env: str | None = Field(
-        None, description="Variable holding that user's password (with login_user_env)"
-    )
-    home: str | None = Field(
-        None,
-        description="XINFERENCE_HOME (models, caches, auth database); default: a per-profile "
-        "folder under llmctl's state dir, set by serve",
-    )
-    log_level: Literal[LOG_LEVELS] | None = Field(  # type: ignore[valid-type]
-        None, description="Server log level (--log-level, default INFO)"
-    )
-    launch_kwargs: dict[str, KwargValue] = Field(
-        default_factory=dict,
-        description="Extra `--key value` pairs passed unchecked to the model at launch "
-        "(engine kwargs such as gpu_memory_utilization for vllm)",
-    )
-
-    @field_validator("n_gpu")
-    @classmethod
-    def _n_gpu(cls, v):
-        # One validator rather than a Union, so an error names options.n_gpu only once.
-        if v is None or v in ("auto", "none"):
-            return v
-        if isinstance(v, int) and not isinstance(v, bool) and v >= 1:
-            return v
-        raise ValueError("must be auto, none (CPU) or a GPU count of 1 or more")
-
-    @field_validator("model_size_in_billions")
-    @classmethod
-    def _size(cls, v):
-        return None if v is None else size_arg(v)
-
-    @field_validator("launch_kwargs")
-    @classmethod
-    def _kwarg_names(cls, v: dict) -> dict:
-        for k in v:
-            if not k or k.startswith("-") or any(c.isspace() for c in k):
-                raise ValueError(f"not a keyword name: {k!r} (write it without leading --)")
-        return v
-
-
-def size_arg(v: int | float | str) -> str:
-    """Xinference's spelling of a model size: 7 -> '7', 1.5 -> '1_5' (its registry form)."""
-    if isinstance(v, bool):
-        raise ValueError("must be a number of billions, e.g. 1.5")
-    if isinstance(v, (int, float)):
-        if v <= 0:
-            raise ValueError("must be positive")
-        return str(int(v)) if float(v).is_integer() else repr(float(v)).replace(".", "_")
-    s = str(v).strip()
-    try:
-        return size_arg(float(s.replace("_", ".")))
-    except ValueError:
-        raise ValueError(f"not a model size in billions: {v!r}") from None
-
-
-MISSING_NAME = (
-    "options.model_name is not set: Xinference needs the registry name of the model family "
-    "(e.g. qwen2.5-instruct) to serve a local directory, and the launch will not run without it"
-)
-
-REFUSED_HINTS = {
-    "resources.gpu_memory_utilization": (
-        "Xinference passes memory settings to the engine it runs: for the vllm engine use "
-        "options.launch_kwargs: {gpu_memory_utilization: 0.9}"
-    ),
-    "resources.max_num_seqs": (
-        "engine-specific in Xinference: options.launch_kwargs: {max_num_seqs: N} "
-        "(transformers and vllm engines)"
-    ),
-    "model.dtype": "engine-specific in Xinference: pass the engine's kwarg in "
-    "options.launch_kwargs",
-    "model.reasoning_parser": "Xinference picks the parser from its registry; see "
-    "options.enable_thinking",
-    "model.tool_call_parser": "Xinference picks the tool parser from its model registry",
-    "model.chat_template": "Xinference takes the chat template from its model registry",
-    "model.revision": "Xinference pins revisions in its model registry",
-}
 
 
 class XinferenceBackend(Backend):
@@ -479,144 +338,7 @@ class XinferenceBackend(Backend):
 
     # -- runtime --------------------------------------------------------------------------
     def after_ready(self, client: httpx.Client, plan: Plan, profile: Profile, report) -> None:
-        """Launch the model with POST /v1/models (what `xinference launch` does) and wait.
+        """Launch the model with POST /v1/models (what `xinference launch` does) and wait."""
+        from llmctl_backends.xinference.launch import launch_model
 
-        Skips the launch when the uid is already running (a server llmctl does not manage,
-        or a second `serve` against the same server).
-        """
-        import time
-        from urllib.parse import quote
-
-        import httpx
-
-        from llmdeploy_cli.command import scrub
-        from llmdeploy_cli.errors import (
-            LlmctlError,
-            NotReadyError,
-            UnreachableError,
-            UsageError,
-        )
-
-        if self.model_name(profile, self.options(profile)) is None:
-            raise UsageError(MISSING_NAME, hint="e.g. options: {model_name: qwen2.5-instruct}")
-        ep = plan.endpoint
-        root = ep.base_url.removesuffix("/v1")
-        wait = profile.health.load_timeout or self.timeouts[1]
-        deadline = time.monotonic() + wait
-        try:
-            key, secrets = self._launch_credential(client, root, plan, profile, report)
-            headers = {"Authorization": f"Bearer {key}"} if key else {}
-            while True:
-                r = client.get(f"{root}/v1/models/{quote(ep.model, safe='')}", headers=headers)
-                if r.status_code == 200:
-                    report(f"launch: model uid '{ep.model}' is already running", None)
-                    return
-                if r.status_code in (401, 403):
-                    raise LlmctlError(
-                        f"launch: Xinference refused the request ({r.status_code})",
-                        hint=_auth_hint(ep),
-                    )
-                if r.status_code != 503:  # 400: no such uid yet
-                    break
-                # 503: launched by someone else and still loading: wait for it.
-                if time.monotonic() >= deadline:
-                    raise NotReadyError(
-                        f"launch: model '{ep.model}' was still loading after {wait:.0f} s",
-                        hint="raise health.load_timeout",
-                    )
-                report(f"launch: model uid '{ep.model}' is loading; waiting", None)
-                time.sleep(2.0)
-            payload = self.launch_payload(profile)
-            launch = next(st for st in plan.steps if st.name == "launch")
-            report(f"launch: {launch.command.display()}", None)
-            r = client.post(
-                f"{root}/v1/models",
-                json=payload,
-                headers=headers,
-                timeout=httpx.Timeout(max(deadline - time.monotonic(), 1.0), connect=10.0),
-            )
-        except httpx.TimeoutException:
-            raise NotReadyError(
-                f"launch: model '{ep.model}' was not ready after {wait:.0f} s",
-                hint="raise health.load_timeout; the server log shows download/load progress",
-            ) from None
-        except httpx.TransportError as e:
-            raise UnreachableError(
-                f"launch: Xinference at {root} unreachable ({type(e).__name__})"
-            ) from None
-        if r.status_code != 200:
-            try:
-                body = r.json()
-                detail = str(body.get("detail", r.text) if isinstance(body, dict) else body)
-            except ValueError:
-                detail = r.text
-            detail = scrub(detail.strip(), secrets)[-2000:]
-            hint = _auth_hint(ep) if r.status_code in (401, 403) else None
-            raise LlmctlError(
-                f"launch failed ({r.status_code}): {detail.splitlines()[-1] if detail else ''}",
-                hint=hint or (detail or None),
-            )
-        report(f"launch: model uid '{ep.model}' is ready", 1.0)
-
-    def _launch_credential(
-        self, client: httpx.Client, root: str, plan: Plan, profile: Profile, report
-    ) -> tuple[str | None, set[str]]:
-        """What the launch sends as its bearer token, and every secret to scrub: the
-        profile's key, or, with a login, a fresh access token from POST /token (an API key
-        cannot launch, and a token pasted into the environment expires)."""
-        from llmdeploy_cli.errors import LlmctlError, UsageError
-
-        opts: XinferenceOptions = self.options(profile)
-        key = plan.endpoint.api_key()
-        secrets = plan.secrets() | ({key} if key else set())
-        if not (opts.login_user_env and self.auth_on(profile, opts)):
-            return key, secrets
-        env = {**os.environ, **profile.env}
-        user, password = env.get(opts.login_user_env), env.get(opts.login_password_env)
-        missing = [
-            n
-            for n, v in ((opts.login_user_env, user), (opts.login_password_env, password))
-            if not v
-        ]
-        if missing:
-            raise UsageError(
-                f"launch: ${' and $'.join(missing)} not set (options.login_user_env / "
-                "login_password_env name them)",
-                hint="export the Xinference user name and password before serving",
-            )
-        secrets.add(password)
-        report(f"launch: logging in as '{user}' (POST /token)", None)
-        r = client.post(f"{root}/token", json={"username": user, "password": password})
-        token = None
-        if r.status_code == 200:
-            try:
-                token = r.json().get("access_token")
-            except (ValueError, AttributeError):
-                token = None
-        if not token:
-            raise LlmctlError(
-                f"launch: Xinference refused the login of '{user}' ({r.status_code})",
-                hint=f"check the user in ${opts.login_user_env} and the password in "
-                f"${opts.login_password_env}, and that options.home is the home where the "
-                "user was created",
-            )
-        secrets.add(token)
-        return token, secrets
-
-
-def _auth_hint(ep: Endpoint) -> str:
-    if ep.api_key_env:
-        return f"check the key in ${ep.api_key_env} and that it may list and launch models"
-    return (
-        "this Xinference has auth on: set server.api_key_env to a key created in it "
-        "(and options.home), or start it with options.auth: false"
-    )
-
-
-def _name_backend(name: str, issues: list[ProfileIssue]) -> list[ProfileIssue]:
-    """Every refusal names the backend, as the base check's own messages do."""
-    prefix = f"backend '{name}'"
-    for issue in issues:
-        if prefix not in issue.message:
-            issue.message = f"{prefix}: {issue.message}"
-    return issues
+        launch_model(self, client, plan, profile, report)
