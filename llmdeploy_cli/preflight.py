@@ -22,7 +22,7 @@ def model_problems(path: Path, backend: Backend | None = None) -> list[Problem]:
     """Why the model at `path` is incomplete (models/inspect.py; a minimal check without it)."""
     need_gguf = bool(getattr(backend, "needs_gguf", False))
     try:
-        from llmdeploy_cli.models.inspect import model_dir_problems
+        from llmdeploy_cli.models.completeness import model_dir_problems
     except ImportError:  # pragma: no cover - only before models/inspect.py landed
         return _minimal_model_problems(path, need_gguf)
     return [p for p in model_dir_problems(path, need_gguf=need_gguf) if p.level == "fail"]
@@ -157,7 +157,7 @@ def _gpu_problems(r: Resolved, model_dir: Path | None) -> list[Problem]:
         return []
     try:
         from llmdeploy_cli.models.doctor import check_gpu
-        from llmdeploy_cli.models.plan import query_gpus
+        from llmdeploy_cli.models.gpus import query_gpus
 
         gpus, why = query_gpus()
         if not gpus:

@@ -65,7 +65,9 @@ def plan(
     max_model_len under the engine's own memory setting, and values that fit. Works from
     config.json alone, before the weights are downloaded."""
     from llmdeploy_cli.errors import PreflightError
-    from llmdeploy_cli.models.plan import fmt_bytes, parse_size, plan_for, query_gpus
+    from llmdeploy_cli.models.gpus import query_gpus
+    from llmdeploy_cli.models.plan import plan_for
+    from llmdeploy_cli.models.units import fmt_bytes, parse_size
     from llmdeploy_cli.resolve import resolve
 
     r = resolve(file)

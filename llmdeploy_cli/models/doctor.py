@@ -7,7 +7,6 @@ Each check is a Problem with level pass, warn, fail or skip; any fail makes doct
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -20,8 +19,6 @@ from llmdeploy_cli.errors import Problem
 if TYPE_CHECKING:  # pragma: no cover
     from llmdeploy_cli.backend import Backend, Plan
     from llmdeploy_cli.profile import Profile
-
-MANIFEST = "llmctl-manifest.json"  # written by `llmctl pack` next to the model's files
 
 # Engines that load only GGUF, and engines that can run with no GPU.
 GGUF_ENGINES = frozenset({"llamacpp", "llama.cpp", "llama-cpp", "ollama"})
@@ -85,6 +82,8 @@ def run_doctor(
     add(_guard("gpu", lambda: check_gpu(profile, model_dir, plan, gpu_query)))
     add(_guard("port", lambda: [check_port(profile, plan)]))
     if verify:
+        from llmdeploy_cli.models.verify import verify_model_files
+
         add(_guard("verify", lambda: verify_model_files(model_dir)))
     return report
 
@@ -108,7 +107,9 @@ def _guard(name: str, fn, empty=None):
 
 
 def check_model(profile: Profile) -> tuple[Path | None, list[Problem]]:
-    from llmdeploy_cli.models.inspect import find_local, inspect_model, model_dir_problems
+    from llmdeploy_cli.models.cache import find_local
+    from llmdeploy_cli.models.completeness import model_dir_problems
+    from llmdeploy_cli.models.inspect import inspect_model
 
     source = profile.model.source
     need_gguf = profile.backend in GGUF_ENGINES
@@ -346,7 +347,9 @@ def check_engine_flags(backend: Backend, profile: Profile, plan: Plan) -> Proble
 
 
 def check_gpu(profile: Profile, model_dir: Path | None, plan: Plan, gpu_query=None) -> list:
-    from llmdeploy_cli.models.plan import fmt_bytes, plan_for, query_gpus
+    from llmdeploy_cli.models.gpus import query_gpus, visible_gpus
+    from llmdeploy_cli.models.plan import plan_for
+    from llmdeploy_cli.models.units import fmt_bytes
 
     if profile.resources.device == "cpu":
         return [Problem("gpu", "skip", "resources.device: cpu")]
@@ -364,7 +367,7 @@ def check_gpu(profile: Profile, model_dir: Path | None, plan: Plan, gpu_query=No
                 fix="run on a machine with a GPU and its driver (nvidia-smi must work)",
             )
         ]
-    devices = _visible(profile, gpus)
+    devices = visible_gpus(profile, gpus)
     g = devices[0]
     out = [
         Problem(
@@ -445,24 +448,6 @@ def check_gpu(profile: Profile, model_dir: Path | None, plan: Plan, gpu_query=No
     return out
 
 
-def _visible(profile: Profile, gpus: list) -> list:
-    devs = profile.resources.visible_devices
-    if devs is None:
-        raw = os.environ.get("CUDA_VISIBLE_DEVICES")
-        if not raw:
-            return gpus
-        devs = raw
-    if isinstance(devs, str):
-        try:
-            idx = [int(x) for x in devs.split(",") if x.strip()]
-        except ValueError:
-            return gpus
-    else:
-        idx = list(devs)
-    chosen = [g for g in gpus if g.index in idx]
-    return chosen or gpus
-
-
 # -- port ----------------------------------------------------------------------------------
 
 
@@ -497,107 +482,4 @@ def check_port(profile: Profile, plan: Plan) -> Problem:
     return Problem("port", "pass", f"{host}:{port} is free")
 
 
-# -- --verify ------------------------------------------------------------------------------
-
-
-def sha256_file(path: Path, chunk: int = 4 * 1024 * 1024) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def git_blob_sha1(path: Path, chunk: int = 4 * 1024 * 1024) -> str:
-    h = hashlib.sha1(usedforsecurity=False)
-    h.update(f"blob {path.stat().st_size}\0".encode())
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def verify_model_files(model_dir: Path | None) -> list[Problem]:
-    """Re-hash the model's files: against a pack manifest, else the HF cache's blob names."""
-    if model_dir is None or not model_dir.exists():
-        return [Problem("verify", "skip", "no local model to verify")]
-    if model_dir.is_file():
-        if (model_dir.parent / MANIFEST).is_file():
-            return _verify_manifest(model_dir.parent, model_dir.parent / MANIFEST)
-        return _verify_hf_cache(model_dir.parent, only=[model_dir])
-    manifest = model_dir / MANIFEST
-    if manifest.is_file():
-        return _verify_manifest(model_dir, manifest)
-    return _verify_hf_cache(model_dir)
-
-
-def _verify_manifest(root: Path, manifest: Path) -> list[Problem]:
-    try:
-        files = json.loads(manifest.read_text())["files"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        return [
-            Problem(
-                "verify", "fail", f"{manifest} is unreadable: {e}", fix="unpack the archive again"
-            )
-        ]
-    bad, missing = [], []
-    for entry in files:
-        if not entry["path"].startswith("model/"):
-            continue
-        p = root / entry["path"][len("model/") :]
-        if not p.is_file():
-            missing.append(entry["path"])
-        elif p.stat().st_size != entry["size"] or sha256_file(p) != entry["sha256"]:
-            bad.append(entry["path"])
-    if bad or missing:
-        return [
-            Problem(
-                "verify",
-                "fail",
-                f"{len(bad)} file(s) differ from the manifest, {len(missing)} missing: "
-                f"{', '.join((bad + missing)[:4])}",
-                fix="unpack the archive again (llmctl unpack model.tar --to DIR)",
-                data={"changed": bad, "missing": missing},
-            )
-        ]
-    n = sum(1 for e in files if e["path"].startswith("model/"))
-    return [Problem("verify", "pass", f"{n} files match {manifest.name}")]
-
-
-def _verify_hf_cache(root: Path, only: list[Path] | None = None) -> list[Problem]:
-    files = only or sorted(p for p in root.rglob("*") if p.is_file())
-    checked, bad, unknown = 0, [], 0
-    for p in files:
-        target = Path(os.path.realpath(p))
-        name = target.name
-        if target.parent.name != "blobs" or len(name) not in (40, 64):
-            unknown += 1
-            continue
-        digest = sha256_file(target) if len(name) == 64 else git_blob_sha1(target)
-        checked += 1
-        if digest != name:
-            bad.append(str(p.relative_to(root)) if p.is_relative_to(root) else str(p))
-    if bad:
-        return [
-            Problem(
-                "verify",
-                "fail",
-                f"{len(bad)} file(s) do not match their cache blob name: {', '.join(bad[:4])}",
-                fix="delete them and download again (llmctl pull PROFILE)",
-                data={"changed": bad},
-            )
-        ]
-    if checked == 0:
-        return [
-            Problem(
-                "verify",
-                "skip",
-                "no pack manifest and not a Hugging Face cache snapshot: nothing to verify against",
-                fix="pack/unpack the model with llmctl to get a manifest",
-            )
-        ]
-    extra = f" ({unknown} not in the cache's blob store)" if unknown else ""
-    return [Problem("verify", "pass", f"{checked} files match their cache blob hashes{extra}")]
-
-
-__all__ = ["DoctorReport", "check_engine_flags", "run_doctor", "verify_model_files"]
+__all__ = ["DoctorReport", "check_engine_flags", "run_doctor"]

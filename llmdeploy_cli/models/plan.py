@@ -31,37 +31,25 @@ The core never prints; `plan_for` returns a MemoryPlan and the CLI renders it.
 from __future__ import annotations
 
 import math
-import re
-import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmdeploy_cli.errors import UsageError
+from llmdeploy_cli.models.gpus import query_gpus  # noqa: F401 - callers ask plan for the GPUs
+from llmdeploy_cli.models.shape import (
+    ModelShape,
+    gguf_config,
+    kv_bytes_per_token,
+    kv_dtype_bytes,
+    params_from_config,
+    quant_bytes,
+    shape_from_config,
+)
+from llmdeploy_cli.models.units import DTYPE_BYTES, GiB, fmt_bytes, parse_size  # noqa: F401
 
 if TYPE_CHECKING:  # pragma: no cover
     from llmdeploy_cli.profile import Profile
-
-GiB = 1024**3
-MiB = 1024**2
-
-DTYPE_BYTES = {
-    "float32": 4,
-    "fp32": 4,
-    "float16": 2,
-    "fp16": 2,
-    "half": 2,
-    "bfloat16": 2,
-    "bf16": 2,
-    "auto": 2,
-    "fp8": 1,
-    "fp8_e4m3": 1,
-    "fp8_e5m2": 1,
-    "float8_e4m3fn": 1,
-    "int8": 1,
-    "fp4": 0.5,
-    "int4": 0.5,
-}
 
 VLLM_DEFAULT_UTIL = 0.92  # vllm/config/cache.py (current vLLM; 0.9 before)
 VLLM_BLOCK = 16
@@ -74,169 +62,6 @@ SGLANG_DEFAULT_FRACTION = 0.88
 RUNTIME_RESERVE = 0.5 * GiB
 TP_RESERVE = 1.75 * GiB
 CUDA_GRAPH_RESERVE = 0.5 * GiB  # logged estimates: 0.17, 0.36, 0.58 GiB
-
-
-# -- sizes ---------------------------------------------------------------------------------
-
-_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([KMGT]?)(i?)(B?)\s*$", re.IGNORECASE)
-
-
-def parse_size(text: str) -> int:
-    """'80GiB', '79.2G', '81559MiB', '80GB', '85899345920' -> bytes.
-
-    Binary units (GiB, MiB, and a bare G/M as nvidia-smi and most tools mean it) are powers
-    of 1024; GB/MB with a B and no i are powers of 1000.
-    """
-    m = _SIZE.match(str(text))
-    if not m:
-        raise UsageError(
-            f"not a memory size: {text!r}", hint="write it like 80GiB, 81559MiB or 24G"
-        )
-    num, unit, i, b = m.groups()
-    unit = unit.upper()
-    if not unit:
-        return int(float(num))
-    power = "KMGT".index(unit) + 1
-    base = 1000 if (b and not i) else 1024
-    return int(float(num) * base**power)
-
-
-def fmt_bytes(n: float | None) -> str:
-    if n is None:
-        return "?"
-    return f"{n / GiB:.2f} GiB"
-
-
-# -- the model's shape ---------------------------------------------------------------------
-
-
-@dataclass
-class ModelShape:
-    layers: int
-    hidden: int
-    heads: int
-    kv_heads: int
-    head_dim: int
-    intermediate: int
-    vocab: int
-    dtype: str = "bfloat16"
-    context_length: int | None = None
-    tied: bool = False
-    moe_experts: int = 0
-    moe_top_k: int = 0
-    moe_intermediate: int = 0
-    kv_lora_rank: int = 0  # MLA (DeepSeek V2/V3): compressed KV
-    rope_head_dim: int = 0
-    sliding_window: int | None = None
-    attention_layers: int | None = None  # hybrid models: layers that keep a KV cache
-    quantization: str | None = None
-    notes: list[str] = field(default_factory=list)
-
-
-def shape_from_config(cfg: dict) -> ModelShape:
-    from llmdeploy_cli.models.inspect import context_length, quantization_of, text_config
-
-    c = text_config(cfg)
-    hidden = int(c.get("hidden_size") or c.get("n_embd") or c.get("d_model") or 0)
-    heads = int(c.get("num_attention_heads") or c.get("n_head") or 0)
-    layers = int(c.get("num_hidden_layers") or c.get("n_layer") or c.get("num_layers") or 0)
-    if not (hidden and heads and layers):
-        raise ValueError("config.json lacks hidden_size / num_attention_heads / num_hidden_layers")
-    kv_heads = int(c.get("num_key_value_heads") or c.get("multi_query_group_num") or heads)
-    head_dim = int(c.get("head_dim") or 0) or hidden // heads
-    inter = int(c.get("intermediate_size") or c.get("ffn_hidden_size") or 4 * hidden)
-    shape = ModelShape(
-        layers=layers,
-        hidden=hidden,
-        heads=heads,
-        kv_heads=kv_heads,
-        head_dim=head_dim,
-        intermediate=inter,
-        vocab=int(c.get("vocab_size") or 32000),
-        dtype=str(c.get("torch_dtype") or c.get("dtype") or "bfloat16"),
-        context_length=context_length(cfg),
-        tied=bool(c.get("tie_word_embeddings", cfg.get("tie_word_embeddings", False))),
-        quantization=quantization_of(cfg),
-    )
-    experts = c.get("num_experts") or c.get("num_local_experts") or c.get("n_routed_experts")
-    if experts:
-        shape.moe_experts = int(experts)
-        shape.moe_top_k = int(c.get("num_experts_per_tok") or c.get("moe_topk") or 2)
-        shape.moe_intermediate = int(c.get("moe_intermediate_size") or inter)
-    if c.get("kv_lora_rank"):
-        shape.kv_lora_rank = int(c["kv_lora_rank"])
-        shape.rope_head_dim = int(c.get("qk_rope_head_dim") or 64)
-        shape.notes.append(
-            "MLA attention (kv_lora_rank): KV per token is layers x (kv_lora_rank + "
-            "qk_rope_head_dim) x bytes, replicated on every GPU; the 2 x kv_heads x head_dim "
-            "formula does not apply"
-        )
-    sw = c.get("sliding_window")
-    if isinstance(sw, int) and sw > 0 and c.get("use_sliding_window", True) is not False:
-        shape.sliding_window = sw
-        shape.notes.append(
-            f"sliding-window attention ({sw} tokens) on some or all layers: engines that "
-            "size those layers by the window hold more tokens than this plan says"
-        )
-    layer_types = c.get("layer_types")
-    if isinstance(layer_types, list) and layer_types:
-        full = sum(1 for t in layer_types if "full" in str(t) or t == "attention")
-        if full and full < len(layer_types):
-            shape.attention_layers = full
-            shape.notes.append(
-                f"hybrid layers ({full} of {len(layer_types)} keep a full KV cache): this "
-                "plan counts only those; linear/sliding/mamba state is not modelled"
-            )
-    elif c.get("full_attention_interval") or c.get("attn_layer_period"):
-        shape.notes.append(
-            "hybrid attention/linear layers: the per-token KV formula overstates this model"
-        )
-    return shape
-
-
-def params_from_config(shape: ModelShape) -> int:
-    """Parameter count of a Llama-style decoder from its config (no files needed)."""
-    h, hd = shape.hidden, shape.head_dim
-    attn = h * shape.heads * hd + 2 * h * shape.kv_heads * hd + shape.heads * hd * h
-    if shape.moe_experts:
-        mlp = shape.moe_experts * 3 * h * shape.moe_intermediate + h * shape.moe_experts
-    else:
-        mlp = 3 * h * shape.intermediate
-    per_layer = attn + mlp + 2 * h
-    embed = shape.vocab * h * (1 if shape.tied else 2)
-    return shape.layers * per_layer + embed + h
-
-
-def quant_bytes(quant: str | None, dtype: str) -> tuple[float, str]:
-    """Bytes per weight of the linear layers, and a label."""
-    q = (quant or "").lower()
-    if any(k in q for k in ("awq", "gptq", "int4", "4bit", "w4a16", "bnb-4bit", "nf4")):
-        return 0.5 + 2 / 128 + 0.5 / 128, "int4 (group 128 scales)"
-    if any(k in q for k in ("fp8", "int8", "8bit", "w8a8", "w8a16", "bnb-8bit")):
-        return 1.0, "8-bit"
-    return DTYPE_BYTES.get(dtype.replace("torch.", ""), 2), dtype
-
-
-def kv_dtype_bytes(kv_cache_dtype: str | None, model_dtype: str) -> float:
-    kv = (kv_cache_dtype or "auto").lower()
-    if kv in ("auto", ""):
-        return DTYPE_BYTES.get(model_dtype.replace("torch.", ""), 2)
-    if kv.startswith("fp8") or kv in ("int8", "8"):
-        return 1
-    if kv in ("int4", "4"):
-        return 0.5
-    return DTYPE_BYTES.get(kv, 2)
-
-
-def kv_bytes_per_token(shape: ModelShape, kv_bytes: float, tp: int = 1) -> tuple[float, float]:
-    """(per GPU, whole model) KV-cache bytes for one token."""
-    layers = shape.attention_layers or shape.layers
-    if shape.kv_lora_rank:
-        per = layers * (shape.kv_lora_rank + shape.rope_head_dim) * kv_bytes
-        return per, per
-    whole = 2 * layers * shape.kv_heads * shape.head_dim * kv_bytes
-    heads_per_gpu = max(1, math.ceil(shape.kv_heads / tp))
-    return 2 * layers * heads_per_gpu * shape.head_dim * kv_bytes, whole
 
 
 # -- the plan ------------------------------------------------------------------------------
@@ -520,13 +345,9 @@ def suggest(plan: MemoryPlan, inp: PlanInputs, shape: ModelShape) -> list[dict]:
 
 def inputs_for(profile: Profile, model_dir: Path | None = None) -> PlanInputs:
     """Read what the plan needs from a profile and the model's files (no network)."""
-    from llmdeploy_cli.models.inspect import (
-        _read_json,
-        find_local,
-        inspect_model,
-        read_gguf_meta,
-        text_config,
-    )
+    from llmdeploy_cli.models.cache import find_local
+    from llmdeploy_cli.models.inspect import inspect_model, text_config
+    from llmdeploy_cli.models.readers import read_gguf_meta, read_json
 
     src = model_dir or find_local(profile.model.source, profile)
     if src is None:
@@ -542,10 +363,10 @@ def inputs_for(profile: Profile, model_dir: Path | None = None) -> PlanInputs:
         gguf = src if src.is_file() else next(iter(sorted(src.glob("*.gguf"))), None)
         if gguf is None:
             raise UsageError(f"{src} has no config.json: plan cannot read the model's shape")
-        cfg = _gguf_config(read_gguf_meta(gguf))
+        cfg = gguf_config(read_gguf_meta(gguf))
         weights, wsource = gguf.stat().st_size, "gguf file size"
     else:
-        cfg, why = _read_json(src / "config.json")
+        cfg, why = read_json(src / "config.json")
         if cfg is None:
             raise UsageError(f"config.json in {src} is {why}")
         info = inspect_model(src)
@@ -585,27 +406,6 @@ def inputs_for(profile: Profile, model_dir: Path | None = None) -> PlanInputs:
     )
 
 
-def _gguf_config(meta: dict) -> dict:
-    arch = meta.get("general.architecture", "llama")
-
-    def g(key, default=None):
-        return meta.get(f"{arch}.{key}", default)
-
-    heads = g("attention.head_count", 32)
-    return {
-        "architectures": [arch],
-        "hidden_size": g("embedding_length", 4096),
-        "num_attention_heads": heads if isinstance(heads, int) else max(heads),
-        "num_key_value_heads": g("attention.head_count_kv", heads),
-        "num_hidden_layers": g("block_count", 32),
-        "intermediate_size": g("feed_forward_length", 11008),
-        "max_position_embeddings": g("context_length", 4096),
-        "head_dim": g("attention.key_length"),
-        "vocab_size": meta.get(f"{arch}.vocab_size") or 32000,
-        "torch_dtype": "float16",
-    }
-
-
 def plan_for(
     profile: Profile,
     gpu_mem_bytes: int,
@@ -620,114 +420,9 @@ def plan_for(
     return compute_plan(inp, gpu_mem_bytes, gpus)
 
 
-# -- the GPU on this machine ---------------------------------------------------------------
-
-
-@dataclass
-class GpuInfo:
-    index: int
-    name: str
-    total_bytes: int
-    free_bytes: int
-    driver: str | None = None
-    cuda: str | None = None
-
-
-def query_gpus(timeout: float = 5.0) -> tuple[list[GpuInfo], str | None]:
-    """GPUs through NVML (pynvml) or nvidia-smi; ([], why) when neither answers."""
-    try:
-        import pynvml  # type: ignore[import-not-found]
-    except ImportError:
-        pynvml = None
-    if pynvml is not None:
-        try:
-            pynvml.nvmlInit()
-            try:
-                driver = _s(pynvml.nvmlSystemGetDriverVersion())
-                try:
-                    cv = pynvml.nvmlSystemGetCudaDriverVersion()
-                    cuda = f"{cv // 1000}.{cv % 1000 // 10}"
-                except Exception:  # noqa: BLE001 - older NVML
-                    cuda = None
-                out = []
-                for i in range(pynvml.nvmlDeviceGetCount()):
-                    h = pynvml.nvmlDeviceGetHandleByIndex(i)
-                    mem = pynvml.nvmlDeviceGetMemoryInfo(h)
-                    name = _s(pynvml.nvmlDeviceGetName(h))
-                    out.append(GpuInfo(i, name, int(mem.total), int(mem.free), driver, cuda))
-                return out, None
-            finally:
-                pynvml.nvmlShutdown()
-        except Exception:  # noqa: BLE001 - fall back to nvidia-smi
-            pass
-    return _nvidia_smi(timeout)
-
-
-def _s(v) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
-
-
-def _nvidia_smi(timeout: float) -> tuple[list[GpuInfo], str | None]:
-    import shutil
-
-    exe = shutil.which("nvidia-smi")
-    if exe is None:
-        return [], "nvidia-smi not found and pynvml not installed"
-    try:
-        proc = subprocess.run(
-            [
-                exe,
-                "--query-gpu=index,name,memory.total,memory.free,driver_version",
-                "--format=csv,noheader,nounits",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-    except subprocess.TimeoutExpired:
-        return [], f"nvidia-smi did not answer in {timeout:g} s"
-    except OSError as e:
-        return [], f"nvidia-smi could not run: {e}"
-    if proc.returncode != 0:
-        lines = (proc.stderr or proc.stdout).strip().splitlines()
-        return [], lines[-1] if lines else f"nvidia-smi exited {proc.returncode}"
-    cuda = None
-    try:
-        head = subprocess.run([exe], capture_output=True, text=True, timeout=timeout).stdout
-        m = re.search(r"CUDA Version:\s*([0-9.]+)", head)
-        cuda = m.group(1) if m else None
-    except (subprocess.TimeoutExpired, OSError):
-        pass
-    out = []
-    for line in proc.stdout.strip().splitlines():
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) < 5:
-            continue
-        try:
-            out.append(
-                GpuInfo(
-                    int(parts[0]),
-                    parts[1],
-                    int(float(parts[2]) * MiB),
-                    int(float(parts[3]) * MiB),
-                    parts[4],
-                    cuda,
-                )
-            )
-        except ValueError:
-            continue
-    return out, None if out else "nvidia-smi listed no GPU"
-
-
 __all__ = [
-    "GpuInfo",
     "MemoryPlan",
-    "ModelShape",
     "PlanInputs",
     "compute_plan",
-    "kv_bytes_per_token",
-    "parse_size",
     "plan_for",
-    "query_gpus",
-    "shape_from_config",
 ]

@@ -24,11 +24,11 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from llmdeploy_cli.errors import LlmctlError, PreflightError, UnreachableError, UsageError
+from llmdeploy_cli.models.verify import MANIFEST
 
 if TYPE_CHECKING:  # pragma: no cover
     from llmdeploy_cli.profile import Profile
 
-MANIFEST = "llmctl-manifest.json"
 PROFILE = "profile.yml"
 FORMAT = "llmctl-pack"
 CHUNK = 4 * 1024 * 1024
@@ -199,7 +199,8 @@ def model_files(root: Path) -> list[tuple[str, Path]]:
 
 def pack_model(profile: Profile, output: Path, *, progress: Progress = _quiet) -> dict:
     """Write model + profile + manifest to `output` (a tar). Returns a summary."""
-    from llmdeploy_cli.models.inspect import find_local, model_dir_problems
+    from llmdeploy_cli.models.cache import find_local
+    from llmdeploy_cli.models.completeness import model_dir_problems
 
     root = profile.model_path() or find_local(profile.model.source, profile)
     if root is None or not root.exists():

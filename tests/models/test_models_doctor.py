@@ -10,14 +10,10 @@ import socket
 import pytest
 
 from llmdeploy_cli.cli.app import main
-from llmdeploy_cli.models.doctor import (
-    check_engine_flags,
-    git_blob_sha1,
-    run_doctor,
-    sha256_file,
-    verify_model_files,
-)
-from llmdeploy_cli.models.plan import GiB, GpuInfo
+from llmdeploy_cli.models.doctor import check_engine_flags, run_doctor
+from llmdeploy_cli.models.gpus import GpuInfo
+from llmdeploy_cli.models.units import GiB
+from llmdeploy_cli.models.verify import git_blob_sha1, sha256_file, verify_model_files
 
 
 def no_gpu():

@@ -9,13 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from llmdeploy_cli.models.inspect import (
-    find_local,
-    inspect_model,
-    model_dir_problems,
-    read_gguf_meta,
-    read_safetensors_header,
-)
+from llmdeploy_cli.models.cache import find_local
+from llmdeploy_cli.models.completeness import model_dir_problems
+from llmdeploy_cli.models.inspect import inspect_model
+from llmdeploy_cli.models.readers import read_gguf_meta, read_safetensors_header
 from llmdeploy_cli.profile import profile_from_data
 from llmdeploy_cli.yamlfile import SourceMap
 

@@ -8,15 +8,9 @@ from pathlib import Path
 import pytest
 
 from llmdeploy_cli.errors import UsageError
-from llmdeploy_cli.models.plan import (
-    GiB,
-    PlanInputs,
-    compute_plan,
-    kv_bytes_per_token,
-    params_from_config,
-    parse_size,
-    shape_from_config,
-)
+from llmdeploy_cli.models.plan import PlanInputs, compute_plan
+from llmdeploy_cli.models.shape import kv_bytes_per_token, params_from_config, shape_from_config
+from llmdeploy_cli.models.units import GiB, parse_size
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "plan"
 CASES = sorted(FIXTURES.glob("*.json"))

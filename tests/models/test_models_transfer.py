@@ -10,8 +10,8 @@ import pytest
 
 from llmdeploy_cli.cli.app import main
 from llmdeploy_cli.errors import LlmctlError, PreflightError, UsageError
-from llmdeploy_cli.models.doctor import verify_model_files
 from llmdeploy_cli.models.transfer import pack_model, pull_model, unpack_model
+from llmdeploy_cli.models.verify import verify_model_files
 from llmdeploy_cli.profile import load_profile
 
 

@@ -7,8 +7,9 @@ import pytest
 
 from llmdeploy_cli import preflight
 from llmdeploy_cli.errors import PreflightError
-from llmdeploy_cli.models import plan as plan_mod
-from llmdeploy_cli.models.plan import GiB, GpuInfo
+from llmdeploy_cli.models import gpus as gpus_mod
+from llmdeploy_cli.models.gpus import GpuInfo
+from llmdeploy_cli.models.units import GiB
 from llmdeploy_cli.resolve import resolve
 
 
@@ -16,7 +17,7 @@ from llmdeploy_cli.resolve import resolve
 def small_gpu(monkeypatch):
     """A GPU with too little free memory for any KV cache (a GPU cannot be had here)."""
     gpu = GpuInfo(0, "NVIDIA Tiny", 1 * GiB, 1 * GiB // 1000, "570.1", "12.8")
-    monkeypatch.setattr(plan_mod, "query_gpus", lambda timeout=5.0: ([gpu], None))
+    monkeypatch.setattr(gpus_mod, "query_gpus", lambda timeout=5.0: ([gpu], None))
 
 
 @pytest.fixture

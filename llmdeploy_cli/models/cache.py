@@ -1,0 +1,184 @@
+"""Where a hub id lives on this disk: `find_local` resolves a hub id or a registry pull
+name to a folder/file already on disk, looking only at caches (Hugging Face, ModelScope,
+Xinference, the profile's cache dir, Ollama's model store).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from llmdeploy_cli.models.readers import read_json
+
+if TYPE_CHECKING:  # pragma: no cover
+    from llmdeploy_cli.profile import Profile
+
+
+# -- finding a hub id on disk --------------------------------------------------------------
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def looks_like_hub_id(source: str) -> bool:
+    return bool(HUB_ID.match(source)) and not source.startswith((".", "/", "~"))
+
+
+def _env(environ, name: str) -> str | None:
+    v = environ.get(name)
+    return os.path.expanduser(v) if v else None
+
+
+def hf_cache_dirs(profile: Profile | None = None, environ=None) -> list[Path]:
+    """Hugging Face hub caches to look in, most specific first."""
+    environ = os.environ if environ is None else environ
+    out: list[Path] = []
+    if profile is not None and profile.hub.cache_dir:
+        base = Path(os.path.expanduser(profile.hub.cache_dir))
+        out += [base / "hub", base]  # it is HF_HOME for the engine; accept a hub cache too
+    if _env(environ, "HF_HUB_CACHE"):
+        out.append(Path(_env(environ, "HF_HUB_CACHE")))
+    if _env(environ, "HUGGINGFACE_HUB_CACHE"):
+        out.append(Path(_env(environ, "HUGGINGFACE_HUB_CACHE")))
+    if _env(environ, "HF_HOME"):
+        out.append(Path(_env(environ, "HF_HOME")) / "hub")
+    if _env(environ, "XINFERENCE_HOME"):
+        out.append(Path(_env(environ, "XINFERENCE_HOME")) / "huggingface" / "hub")
+    xdg = _env(environ, "XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    out.append(Path(xdg) / "huggingface" / "hub")
+    return _dedupe(out)
+
+
+def modelscope_cache_dirs(profile: Profile | None = None, environ=None) -> list[Path]:
+    environ = os.environ if environ is None else environ
+    out: list[Path] = []
+    if profile is not None and profile.hub.cache_dir:
+        out.append(Path(os.path.expanduser(profile.hub.cache_dir)))
+    if _env(environ, "MODELSCOPE_CACHE"):
+        out.append(Path(_env(environ, "MODELSCOPE_CACHE")))
+    if _env(environ, "XINFERENCE_HOME"):
+        out.append(Path(_env(environ, "XINFERENCE_HOME")) / "modelscope")
+    out.append(Path(os.path.expanduser("~/.cache/modelscope")))
+    return _dedupe(out)
+
+
+def _dedupe(paths: list[Path]) -> list[Path]:
+    seen, out = set(), []
+    for p in paths:
+        if p not in seen:
+            seen.add(p)
+            out.append(p)
+    return out
+
+
+def hf_snapshot(cache: Path, repo_id: str, revision: str | None = None) -> Path | None:
+    """<cache>/models--org--name/snapshots/<commit> for `revision` (a branch or tag through
+    refs/, or a commit). Without a revision: refs/main, else the newest snapshot."""
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    snaps = repo / "snapshots"
+    if not snaps.is_dir():
+        return None
+    rev = revision or "main"
+    ref = repo / "refs" / rev
+    if ref.is_file():
+        commit = ref.read_text().strip()
+        cand = snaps / commit
+        return cand if cand.is_dir() else None
+    if (snaps / rev).is_dir():
+        return snaps / rev
+    if revision and len(revision) >= 7:  # a short commit hash
+        hits = [p for p in snaps.iterdir() if p.is_dir() and p.name.startswith(revision)]
+        if len(hits) == 1:
+            return hits[0]
+    if revision is not None:
+        return None
+    found = [p for p in snaps.iterdir() if p.is_dir()]
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+def modelscope_folder(cache: Path, repo_id: str) -> Path | None:
+    org, _, name = repo_id.partition("/")
+    names = [name, name.replace(".", "___")]  # ModelScope stores dots as ___
+    for base in (cache / "hub" / "models", cache / "models", cache / "hub", cache):
+        for n in names:
+            cand = base / org / n
+            if cand.is_dir() and any(cand.iterdir()):
+                return cand
+    return None
+
+
+def ollama_models_dir(environ=None) -> Path:
+    environ = os.environ if environ is None else environ
+    return Path(_env(environ, "OLLAMA_MODELS") or os.path.expanduser("~/.ollama/models"))
+
+
+def ollama_manifest(name: str, environ=None) -> Path | None:
+    """The manifest of a pull name (NAME, NAME:TAG, NS/NAME:TAG) in Ollama's model store."""
+    base = ollama_models_dir(environ) / "manifests"
+    if not base.is_dir():
+        return None
+    model, _, tag = name.partition(":")
+    tag = tag or "latest"
+    parts = model.split("/")
+    if len(parts) == 1:
+        rel = Path("library", parts[0], tag)
+    elif len(parts) == 2:
+        rel = Path(parts[0], parts[1], tag)
+    else:  # host/ns/name
+        cand = base / Path(*parts) / tag
+        return cand if cand.is_file() else None
+    for registry_dir in sorted(p for p in base.iterdir() if p.is_dir()):
+        cand = registry_dir / rel
+        if cand.is_file():
+            return cand
+    return None
+
+
+def ollama_model_blob(manifest: Path, environ=None) -> Path | None:
+    """The GGUF blob a manifest's model layer points at (blobs/sha256-<hex>)."""
+    data, _ = read_json(manifest)
+    for layer in (data or {}).get("layers", []):
+        if str(layer.get("mediaType", "")).endswith(".model"):
+            digest = str(layer.get("digest", "")).replace(":", "-")
+            return ollama_models_dir(environ) / "blobs" / digest
+    return None
+
+
+def find_local(source: str, profile: Profile | None = None, environ=None) -> Path | None:
+    """A local folder (or file) for `source` without touching the network, or None.
+
+    Local paths are returned as they are when they exist. A hub id is looked up in the
+    Hugging Face cache (profile.hub.cache_dir, HF_HUB_CACHE, HF_HOME, XINFERENCE_HOME,
+    ~/.cache/huggingface/hub; honouring model.revision and refs/main) and the ModelScope
+    cache (MODELSCOPE_CACHE, XINFERENCE_HOME, ~/.cache/modelscope). For the ollama backend
+    the source is a pull name, found in Ollama's model store (OLLAMA_MODELS, ~/.ollama/models):
+    the model's GGUF blob is returned.
+    """
+    environ = os.environ if environ is None else environ
+    if profile is not None and profile.model.source == source:
+        local = profile.model_path()
+        if local is not None:
+            return local if local.exists() else None
+    expanded = Path(os.path.expanduser(source))
+    if expanded.exists() and (expanded.is_absolute() or source.startswith((".", "~"))):
+        return expanded
+    backend = profile.backend if profile is not None else None
+    if backend == "ollama" or (":" in source and not looks_like_hub_id(source)):
+        man = ollama_manifest(source, environ)
+        if man is not None:
+            blob = ollama_model_blob(man, environ)
+            return blob if blob is not None and blob.exists() else None
+        if backend == "ollama":
+            return None
+    if not looks_like_hub_id(source):
+        return None
+    revision = profile.model.revision if profile is not None else None
+    hub = profile.hub.source if profile is not None else "huggingface"
+    hf = [hf_snapshot(c, source, revision) for c in hf_cache_dirs(profile, environ)]
+    ms = [modelscope_folder(c, source) for c in modelscope_cache_dirs(profile, environ)]
+    order = ms + hf if hub == "modelscope" else hf + ms
+    for cand in order:
+        if cand is not None:
+            return cand
+    return None
