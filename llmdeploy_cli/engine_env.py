@@ -7,14 +7,13 @@ runtime.engine_version, else the newest version llmctl knows, with a warning.
 
 from __future__ import annotations
 
-import glob
 import os
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from llmdeploy_cli.backend import Backend
+from llmdeploy_cli.distinfo import dist_version, site_packages, version_tuple
 from llmdeploy_cli.profile import Profile
 
 
@@ -82,20 +81,6 @@ def executable_for_argv(backend: Backend, profile: Profile) -> str:
     return exe
 
 
-def _site_packages(prefix: Path) -> list[Path]:
-    return [Path(p) for p in glob.glob(str(prefix / "lib" / "python*" / "site-packages"))]
-
-
-def _dist_version(site: Path, dist: str) -> tuple[str, Path] | None:
-    norm = re.sub(r"[-_.]+", "_", dist).lower()
-    for meta in site.glob("*.dist-info"):
-        stem = meta.name[: -len(".dist-info")]
-        name, _, version = stem.rpartition("-")
-        if re.sub(r"[-_.]+", "_", name).lower() == norm and version:
-            return version, meta
-    return None
-
-
 def detect_version(backend: Backend, profile: Profile) -> EngineVersion:
     dist = backend.distribution
     if dist:
@@ -109,8 +94,8 @@ def detect_version(backend: Backend, profile: Profile) -> EngineVersion:
                 prefixes.append(Path(os.path.realpath(exe)).parent.parent)
                 prefixes.append(Path(exe).parent.parent)
         for pre in prefixes:
-            for site in _site_packages(pre):
-                found = _dist_version(site, dist)
+            for site in site_packages(pre):
+                found = dist_version(site, dist)
                 if found:
                     return EngineVersion(found[0], f"dist-info:{found[1]}")
     if profile.runtime.engine_version:
@@ -125,12 +110,11 @@ def detect_version(backend: Backend, profile: Profile) -> EngineVersion:
     )
 
 
-def version_tuple(v: str) -> tuple[int, ...]:
-    """'0.18.0rc1' -> (0, 18, 0): enough to compare releases for flag changes."""
-    parts = []
-    for piece in v.split("."):
-        m = re.match(r"\d+", piece)
-        if not m:
-            break
-        parts.append(int(m.group()))
-    return tuple(parts)
+__all__ = [
+    "EngineVersion",
+    "detect_version",
+    "env_prefix",
+    "executable_for_argv",
+    "find_executable",
+    "version_tuple",  # re-exported: backends compare engine versions with it
+]

@@ -16,15 +16,8 @@ from llmdeploy_cli.backend import Backend, Plan, RenderContext
 from llmdeploy_cli.engine_env import EngineVersion, detect_version
 from llmdeploy_cli.errors import ProfileError, ProfileIssue
 from llmdeploy_cli.netutil import free_port
+from llmdeploy_cli.paths import state_dir  # noqa: F401  (re-exported: callers import it here)
 from llmdeploy_cli.profile import Profile, load_profile
-
-
-def state_dir() -> Path:
-    """Per-user state dir: $LLMCTL_STATE_DIR, else $XDG_STATE_HOME/llmctl, else ~/.local/state."""
-    if os.environ.get("LLMCTL_STATE_DIR"):
-        return Path(os.environ["LLMCTL_STATE_DIR"]).expanduser()
-    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
-    return Path(base) / "llmctl"
 
 
 @dataclass(frozen=True)

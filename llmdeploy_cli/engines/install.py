@@ -26,10 +26,11 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from llmdeploy_cli.distinfo import dists as _dists
 from llmdeploy_cli.errors import ExitCode, LlmctlError, UsageError
 
 MEANINGFUL_TAIL = 12
@@ -385,18 +386,10 @@ def _clean_env() -> dict[str, str]:
 
 
 def _site(target: Path) -> Path | None:
-    from llmdeploy_cli.engine_env import _site_packages
+    from llmdeploy_cli.distinfo import site_packages
 
-    sites = _site_packages(target)
+    sites = site_packages(target)
     return sites[0] if sites else None
-
-
-def _dists(site: Path | None) -> Iterator[tuple[str, str]]:
-    if site is None:
-        return
-    for meta in site.glob("*.dist-info"):
-        name, _, version = meta.name[: -len(".dist-info")].rpartition("-")
-        yield name.lower().replace("_", "-"), version
 
 
 def _has_dist(site: Path | None, dist: str) -> bool:

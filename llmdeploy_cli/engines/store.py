@@ -9,11 +9,13 @@ ENGINES_DIR is $LLMCTL_ENGINES_DIR, else STATE_DIR/engines. Nothing here spawns 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+
+from llmdeploy_cli.distinfo import dist_version, site_packages, version_tuple
+from llmdeploy_cli.paths import engines_dir
 
 MANIFEST = "llmctl-engine.json"
 INSTALLING = ".llmctl-installing"  # marker of an install in progress or interrupted
@@ -21,15 +23,6 @@ REF_PREFIX = "engine:"
 _REF = re.compile(
     r"^(?P<name>[A-Za-z0-9_.-]+?)(?:@(?P<version>[^@:\s/]+))?(?::(?P<device>cpu|cuda))?$"
 )
-
-
-def engines_dir() -> Path:
-    env = os.environ.get("LLMCTL_ENGINES_DIR")
-    if env:
-        return Path(env).expanduser()
-    from llmdeploy_cli.resolve import state_dir
-
-    return state_dir() / "engines"
 
 
 def env_dir(name: str, version: str, device: str, base: Path | None = None) -> Path:
@@ -55,11 +48,9 @@ class InstalledEngine:
 
     def dist_version(self) -> str | None:
         """The engine distribution's version read from its dist-info in the env."""
-        from llmdeploy_cli.engine_env import _dist_version, _site_packages
-
         dist = self.manifest.get("distribution") or self.name
-        for site in _site_packages(self.path):
-            found = _dist_version(site, dist)
+        for site in site_packages(self.path):
+            found = dist_version(site, dist)
             if found:
                 return found[0]
         return None
@@ -88,8 +79,6 @@ def write_manifest(path: Path, doc: dict) -> None:
 
 def installed(name: str | None = None, base: Path | None = None) -> list[InstalledEngine]:
     """Complete installs (those with a manifest), newest version first within a name."""
-    from llmdeploy_cli.engine_env import version_tuple
-
     root = base or engines_dir()
     out = []
     if root.is_dir():

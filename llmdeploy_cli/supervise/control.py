@@ -128,7 +128,7 @@ def stop_run(name: str, *, timeout: float | None = None) -> dict:
     was = st.phase
     grace = st.stop_grace_s if st.stop_grace_s is not None else 15.0
     wait_s = timeout if timeout is not None else grace + 15.0
-    from llmdeploy_cli.supervise.process import signal_process, wait_gone
+    from llmdeploy_cli.supervise.procgroup import signal_process, wait_gone
 
     note = None
     if st_mod.supervisor_alive(st) and st.supervisor_pid != os.getpid():

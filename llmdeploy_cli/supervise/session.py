@@ -70,7 +70,7 @@ class ServeSession:
     def run(self) -> None:
         """Serve until stopped (returns) or failed (raises LlmctlError)."""
         from llmdeploy_cli.supervise.logfile import LogSink
-        from llmdeploy_cli.supervise.process import start_time
+        from llmdeploy_cli.supervise.procgroup import start_time
 
         name = self.profile.name
         self.lock = st_mod.RunLock(name)
@@ -159,7 +159,7 @@ class ServeSession:
 
     # -- Ops (the seam the Runner drives) ---------------------------------------------------
     def spawn(self) -> Child:
-        from llmdeploy_cli.resolve import state_dir
+        from llmdeploy_cli.paths import state_dir
         from llmdeploy_cli.supervise.process import spawn
 
         self._write_files()

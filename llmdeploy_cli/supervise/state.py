@@ -25,6 +25,8 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from llmdeploy_cli import paths
+
 # Phases (DESIGN.md §5); the state machine in machine.py moves between them.
 STOPPED = "stopped"
 STARTING = "starting"
@@ -35,30 +37,15 @@ FAILED = "failed"
 
 
 def state_root() -> Path:
-    from llmdeploy_cli.resolve import state_dir
-
-    return state_dir()
-
-
-def _dir(sub: str) -> Path:
-    root = state_root()
-    d = root / sub
-    for p in (root, d):
-        if not p.is_dir():
-            p.mkdir(parents=True, exist_ok=True, mode=0o700)
-    try:
-        os.chmod(d, 0o700)
-    except OSError:  # pragma: no cover
-        pass
-    return d
+    return paths.state_dir()
 
 
 def runs_dir() -> Path:
-    return _dir("runs")
+    return paths.runs_dir()
 
 
 def logs_dir() -> Path:
-    return _dir("logs")
+    return paths.logs_dir()
 
 
 def state_path(name: str) -> Path:
@@ -200,7 +187,7 @@ def is_locked(name: str) -> bool:
 
 
 def supervisor_alive(st: RunState) -> bool:
-    from llmdeploy_cli.supervise.process import same_process
+    from llmdeploy_cli.supervise.procgroup import same_process
 
     return same_process(st.supervisor_pid, st.supervisor_started)
 
@@ -229,7 +216,7 @@ def stop_engine(st: RunState, grace_s: float = 5.0) -> bool:
     """Stop the engine group a state records, if it is provably still ours."""
     if not st.pgid:
         return False
-    from llmdeploy_cli.supervise.process import group_members, stop_group
+    from llmdeploy_cli.supervise.procgroup import group_members, stop_group
 
     if not group_members(st.pgid):
         return False

@@ -60,7 +60,7 @@ def main(argv: list[str]) -> int:
             pass
     except OSError:
         pass
-    from llmdeploy_cli.supervise.process import group_members, stop_group
+    from llmdeploy_cli.supervise.procgroup import group_members, stop_group
 
     if group_members(pgid):
         stop_group(pgid, 15, grace, leader=pgid, started=started)
