@@ -1,7 +1,7 @@
 """End to end: `llmctl bench PROFILE` against a real Infinity server (all-MiniLM-L6-v2, CPU).
 
-Uses the Infinity environment and model fixtures of tests/infinity (cached after the first
-run); skips with their reason where they cannot be made.
+Uses the Infinity environment and model fixtures of tests/backends/infinity (cached after
+the first run); skips with their reason where they cannot be made.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.infinity.conftest import infinity_env, minilm_dir  # noqa: F401 - fixtures
+from tests.backends.infinity.conftest import infinity_env, minilm_dir  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.slow
 

@@ -174,7 +174,7 @@ def test_runner_stops_cleanly_on_sigterm(tiny_gguf):
     import signal
 
     port = free_port()
-    runner = Path(__file__).resolve().parents[2] / "backends" / "llamacpp_runner.py"
+    runner = Path(__file__).resolve().parents[3] / "backends" / "llamacpp_runner.py"
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -224,7 +224,7 @@ def test_gguf_matches_the_hf_model(tiny_gguf, tiny_model):
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     port = free_port()
-    runner = Path(__file__).resolve().parents[2] / "backends" / "llamacpp_runner.py"
+    runner = Path(__file__).resolve().parents[3] / "backends" / "llamacpp_runner.py"
     proc = subprocess.Popen(
         [
             sys.executable,
