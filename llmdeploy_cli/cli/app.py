@@ -25,6 +25,7 @@ COMMAND_MODULES = {
     "llmdeploy_cli.cli.export_cmd": ("export",),
     "llmdeploy_cli.cli.bench_cmd": ("bench",),
     "llmdeploy_cli.cli.engine_cmds": ("engine",),
+    "llmdeploy_cli.cli.gateway_cmd": ("gateway",),
 }
 
 _debug = os.environ.get("LLMCTL_DEBUG") == "1"
