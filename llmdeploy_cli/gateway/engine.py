@@ -1,0 +1,147 @@
+"""The seam between the fleet and a running engine: `start(model) -> Handle`.
+
+The real one serves the profile with the same library call `llmctl serve` uses
+(supervise/serve.py), in a thread of its own that stays alive as long as the engine runs
+(the engine's parent-death signal is tied to it), with the gateway's overrides: host
+127.0.0.1, a free port, no restart policy (the gateway restarts on the next request), no
+smoke (the readiness ladder's completion rung is the check), a random API key where the
+backend takes one. Tests swap in a fake with the same three methods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import threading
+from dataclasses import dataclass, field
+from typing import Protocol
+
+KEY_ENV = "LLMCTL_GATEWAY_ENGINE_KEY"
+
+
+class Handle(Protocol):
+    base_url: str
+    model: str
+    api_key: str | None
+
+    async def wait_ready(self) -> None: ...
+
+    def alive(self) -> bool: ...
+
+    async def stop(self) -> None: ...
+
+
+@dataclass
+class Upstream:
+    """Where a request for one model goes."""
+
+    base_url: str  # http://127.0.0.1:PORT/v1
+    model: str  # the engine's exact model name
+    api_key: str | None = None
+    pgid: int | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def run_name(gateway: str, profile: str) -> str:
+    """A gateway engine's run name (state, log): distinct from a plain serve of the profile."""
+    return f"{gateway}.{profile}"
+
+
+class ServedEngine:
+    """One model served by supervise.serve() in its own thread."""
+
+    def __init__(self, model, gateway_name: str, environ: dict, on_event=None):
+        from llmdeploy_cli.gateway.caps import takes_api_key
+        from llmdeploy_cli.netutil import free_port
+        from llmdeploy_cli.resolve import resolve_profile
+
+        p = model.profile
+        env = dict(environ)
+        key_env = p.server.api_key_env
+        if key_env is None and takes_api_key(model.backend):
+            key_env = KEY_ENV
+            env[KEY_ENV] = "sk-gw-" + secrets.token_urlsafe(24)
+        update = {
+            "name": run_name(gateway_name, p.name),
+            "server": p.server.model_copy(update={"host": "127.0.0.1", "api_key_env": key_env}),
+            "restart": p.restart.model_copy(update={"policy": "no"}),
+        }
+        if not p.server.managed:
+            update = {"name": update["name"]}
+        profile = p.model_copy(update=update)
+        profile._source, profile._path = p._source, p._path
+        port = free_port() if p.server.managed else None
+        self.resolved = resolve_profile(
+            profile, env, port=port, engine_version=model.resolved.plan.engine_version
+        )
+        ep = self.resolved.plan.endpoint
+        self.base_url = ep.base_url
+        self.model = ep.model
+        self.api_key = ep.api_key(env)
+        self.environ = env
+        self.profile_path = model.profile_path
+        self.on_event = on_event
+        self.stop_flag = threading.Event()
+        self._ready = threading.Event()
+        self.error: BaseException | None = None
+        self.thread: threading.Thread | None = None
+        self.pgid: int | None = None
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._run, name=f"engine {self.model}", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        from llmdeploy_cli.supervise.serve import FOREGROUND, serve
+
+        def on_event(ev) -> None:
+            if ev.kind == "ready":
+                self._ready.set()
+            if self.on_event is not None:
+                self.on_event(ev)
+
+        try:
+            serve(
+                self.resolved,
+                FOREGROUND,
+                on_event,
+                profile_path=self.profile_path,
+                stop=self.stop_flag,
+                smoke=False,
+                preflight=True,
+                environ=self.environ,
+            )
+        except BaseException as e:  # noqa: BLE001 - handed to the fleet
+            self.error = e
+        finally:
+            self._ready.set()
+
+    async def wait_ready(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self._ready.wait)
+        if self.error is not None:
+            raise self.error
+        if not self.alive():
+            from llmdeploy_cli.errors import LlmctlError
+
+            raise LlmctlError("the engine stopped before it was ready")
+
+    def alive(self) -> bool:
+        return self.thread is not None and self.thread.is_alive() and self.error is None
+
+    async def stop(self) -> None:
+        self.stop_flag.set()
+        if self.thread is not None:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, self.thread.join)
+
+
+def real_starter(gateway_name: str, environ: dict, on_event=None):
+    """The fleet's start seam for real engines."""
+
+    def start(model) -> ServedEngine:
+        eng = ServedEngine(model, gateway_name, environ, on_event)
+        eng.start()
+        return eng
+
+    return start
