@@ -44,6 +44,7 @@ from llmdeploy_cli.backend import (
 )
 from llmdeploy_cli.engine_env import executable_for_argv
 from llmdeploy_cli.errors import ProfileIssue
+from llmdeploy_cli.memory_rules import PYTORCH_BASE, BaseMemory, NoPool
 from llmdeploy_cli.profile import Profile
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -89,6 +90,13 @@ class InfinityBackend(Backend):
     distribution = "infinity-emb"
     newest_known = "0.0.78"
     Options = InfinityOptions
+    memory = NoPool(
+        BaseMemory(
+            PYTORCH_BASE,
+            "estimate: at least python + torch + transformers imported (measured here); "
+            "infinity-emb is not installed here to measure",
+        )
+    )
     supports = frozenset(
         {
             "model.served_name",

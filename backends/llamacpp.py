@@ -49,6 +49,7 @@ from llmdeploy_cli.backend import (
 )
 from llmdeploy_cli.engine_env import env_prefix, executable_for_argv
 from llmdeploy_cli.errors import ProfileIssue
+from llmdeploy_cli.memory_rules import BaseMemory, MiB, NoPool, Sizing
 from llmdeploy_cli.profile import Profile
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -119,6 +120,14 @@ class LlamacppBackend(Backend):
     default_port = 8080
     newest_known = "2026.10.11549"  # xllamacpp's version scheme; pin runtime.engine_version
     Options = LlamacppOptions
+    memory = NoPool(
+        BaseMemory(
+            40 * MiB,
+            "measured: xllamacpp runner on CPU with a 0.4 MB GGUF, RSS after one chat "
+            "request; the llama-server binary is not measured",
+        ),
+        Sizing.LAYERS,
+    )
     supports = frozenset(
         {
             "model.served_name",

@@ -42,6 +42,17 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from llmdeploy_cli.backend import Backend, Plan, RenderContext, flag
 from llmdeploy_cli.engine_env import executable_for_argv, version_tuple
 from llmdeploy_cli.errors import ProfileError, ProfileIssue
+from llmdeploy_cli.memory_rules import (
+    PYTORCH_BASE,
+    RUNTIME_RESERVE,
+    TP_RESERVE,
+    BaseMemory,
+    Budget,
+    BudgetInputs,
+    MemoryRule,
+    Sizing,
+    whole_blocks,
+)
 from llmdeploy_cli.profile import Profile
 
 # QuantPolicy in lmdeploy/messages.py (0.18): name -> value; the CLI also takes fp8_e4m3.
@@ -149,6 +160,45 @@ REFUSED_HINTS = {
 }
 
 
+# -- memory (the `memory` capability; arithmetic in llmdeploy_cli/memory_rules.py) ----------
+# cache_max_entry_count (default 0.8, see the module docstring) is a fraction of the memory
+# FREE after the weights; a value > 1 is a count of blocks, 64 tokens each in this plan
+# (docs/models.md).
+LMDEPLOY_DEFAULT_ENTRY = 0.8
+LMDEPLOY_BLOCK = 64
+
+
+class LmdeployMemory(MemoryRule):
+    sizing = Sizing.FRACTION_OF_FREE
+
+    def budget(self, b: BudgetInputs) -> Budget:
+        entry = b.options.get("cache_max_entry_count")
+        if entry is None:
+            entry = b.gpu_memory_utilization or LMDEPLOY_DEFAULT_ENTRY
+        runtime = RUNTIME_RESERVE + (TP_RESERVE if b.tensor_parallel > 1 else 0)
+        reserve = {"runtime": runtime, "activations": 0, "cuda_graphs": 0}
+        free_after = b.gpu_mem_bytes - b.weights_per_gpu - runtime
+        if entry > 1:
+            tokens = int(entry) * LMDEPLOY_BLOCK
+            kv = int(tokens * b.kv_bytes_per_token)
+            rule = f"cache_max_entry_count {entry} > 1: a count of {LMDEPLOY_BLOCK}-token blocks"
+        else:
+            kv = int(entry * free_after)
+            rule = f"cache_max_entry_count {entry} x free memory after weights"
+            tokens = whole_blocks(kv, b.kv_bytes_per_token, LMDEPLOY_BLOCK)
+        setting = {"cache_max_entry_count": entry}
+        return Budget(int(b.gpu_mem_bytes), rule, kv, tokens, reserve, setting)
+
+
+LMDEPLOY_MEMORY = LmdeployMemory(
+    BaseMemory(
+        PYTORCH_BASE,
+        "estimate: at least python + torch + transformers imported (measured here, CPU "
+        "build); the CUDA build and TurboMind add more",
+    )
+)
+
+
 class LmdeployBackend(Backend):
     name = "lmdeploy"
     summary = "LMDeploy api_server (TurboMind or PyTorch engine, GPU)"
@@ -157,6 +207,7 @@ class LmdeployBackend(Backend):
     distribution = "lmdeploy"
     newest_known = "0.18.0"
     Options = LmdeployOptions
+    memory = LMDEPLOY_MEMORY
     supports = frozenset(
         {
             "model.served_name",

@@ -47,6 +47,13 @@ from llmdeploy_cli.backend import (
 )
 from llmdeploy_cli.engine_env import executable_for_argv
 from llmdeploy_cli.errors import ProfileIssue
+from llmdeploy_cli.memory_rules import (
+    PYTORCH_BASE,
+    BaseMemory,
+    Budget,
+    BudgetInputs,
+    FractionOfTotal,
+)
 from llmdeploy_cli.profile import Profile
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -108,6 +115,37 @@ class SglangOptions(BaseModel):
     enable_metrics: bool = Field(False, description="--enable-metrics (Prometheus /metrics)")
 
 
+# -- memory (the `memory` capability; arithmetic in llmdeploy_cli/memory_rules.py) ----------
+# mem_fraction_static is a fraction of the card's TOTAL memory for the weights and the KV
+# pool; activations live outside it. Unset, this plan assumes 0.88 (docs/models.md).
+SGLANG_DEFAULT_FRACTION = 0.88
+
+
+class SglangMemory(FractionOfTotal):
+    def budget(self, b: BudgetInputs) -> Budget:
+        frac = b.options.get("mem_fraction_static") or b.gpu_memory_utilization
+        frac = frac or SGLANG_DEFAULT_FRACTION
+        budget = int(frac * b.gpu_mem_bytes)
+        kv = budget - b.weights_per_gpu
+        tokens = int(max(kv, 0) // b.kv_bytes_per_token) if b.kv_bytes_per_token else 0
+        return Budget(
+            budget,
+            f"mem_fraction_static {frac} x total memory holds weights + KV",
+            kv,
+            tokens,
+            setting={"mem_fraction_static": frac},
+        )
+
+
+SGLANG_MEMORY = SglangMemory(
+    BaseMemory(
+        PYTORCH_BASE,
+        "estimate: at least python + torch + transformers imported (measured here, CPU "
+        "build); the CUDA build, the scheduler and detokenizer processes add more",
+    )
+)
+
+
 class SglangBackend(Backend):
     name = "sglang"
     summary = "SGLang server (NVIDIA/AMD GPUs; RadixAttention prefix cache)"
@@ -116,6 +154,7 @@ class SglangBackend(Backend):
     distribution = "sglang"
     newest_known = "0.5.19"
     Options = SglangOptions
+    memory = SGLANG_MEMORY
     # Every common key but one: SGLang has no equivalent (see chunked_prefill_size).
     supports = COMMON_KEYS - {"resources.max_num_batched_tokens"}
     install_hint = (

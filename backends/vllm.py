@@ -34,6 +34,7 @@ once up (503 when the engine died), `/health` is outside `/v1` so needs no key, 
 from __future__ import annotations
 
 import json
+import math
 import os
 from typing import TYPE_CHECKING, Literal
 
@@ -50,6 +51,18 @@ from llmdeploy_cli.backend import (
 )
 from llmdeploy_cli.engine_env import executable_for_argv, version_tuple
 from llmdeploy_cli.errors import ProfileIssue
+from llmdeploy_cli.memory_rules import (
+    CUDA_GRAPH_RESERVE,
+    PYTORCH_BASE,
+    RUNTIME_RESERVE,
+    TP_RESERVE,
+    BaseMemory,
+    Budget,
+    BudgetInputs,
+    FractionOfTotal,
+    GiB,
+    whole_blocks,
+)
 from llmdeploy_cli.profile import Profile
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -126,6 +139,72 @@ class VllmOptions(BaseModel):
     )
 
 
+# -- memory (the `memory` capability; arithmetic in llmdeploy_cli/memory_rules.py) ----------
+# vllm/config/cache.py: gpu_memory_utilization defaults to 0.92 (0.9 before), a fraction of
+# the card's TOTAL memory that holds weights, activations, CUDA graphs and the KV cache;
+# kv_cache_memory_bytes replaces that budget. Blocks of 16 tokens (block_size). The reserve
+# figures are fitted to published startup logs (docs/models.md).
+VLLM_DEFAULT_UTIL = 0.92
+VLLM_BLOCK = 16
+VLLM_GRAPH_PROFILED_SINCE = (0, 21)  # CUDA graph memory counted in the KV budget
+VLLM_V1_SINCE = (0, 8)  # chunked prefill always on; token budget per step
+
+
+class VllmMemory(FractionOfTotal):
+    def budget(self, b: BudgetInputs) -> Budget:
+        util = b.gpu_memory_utilization or VLLM_DEFAULT_UTIL
+        setting: dict = {"gpu_memory_utilization": util}
+        if b.options.get("kv_cache_memory_bytes"):
+            setting["kv_cache_memory_bytes"] = b.options["kv_cache_memory_bytes"]
+        big_gpu = b.gpu_mem_bytes >= 70 * GiB
+        max_len, tp = b.max_model_len, b.tensor_parallel
+        if b.engine_version >= VLLM_V1_SINCE:
+            batched = b.max_num_batched_tokens or (8192 if big_gpu else 2048)
+            seqs = b.max_num_seqs or (1024 if big_gpu else 256)
+        else:  # V0: no chunked prefill below 32k context, one max_model_len prompt profiled
+            batched = b.max_num_batched_tokens or (max(max_len, 2048) if max_len <= 32768 else 512)
+            seqs = b.max_num_seqs or 256
+        act = batched * (3 * b.intermediate / tp + 3 * b.hidden) * b.act_bytes
+        sampler = seqs * b.vocab * 8
+        reserve = {
+            "runtime": RUNTIME_RESERVE + (TP_RESERVE if tp > 1 else 0),
+            "activations": int(max(act, sampler)),
+            "cuda_graphs": 0,
+        }
+        if not b.enforce_eager and b.engine_version >= VLLM_GRAPH_PROFILED_SINCE:
+            reserve["cuda_graphs"] = CUDA_GRAPH_RESERVE
+        budget = int(util * b.gpu_mem_bytes)
+        rule = f"gpu_memory_utilization {util} x total memory"
+        kv = budget - b.weights_per_gpu - sum(reserve.values())
+        if setting.get("kv_cache_memory_bytes"):
+            kv = int(setting["kv_cache_memory_bytes"])
+            rule = "kv_cache_memory_bytes (overrides gpu_memory_utilization)"
+        block = int(b.options.get("block_size") or VLLM_BLOCK)
+        tokens = whole_blocks(kv, b.kv_bytes_per_token, block)
+        return Budget(budget, rule, kv, tokens, reserve, setting)
+
+    def fraction_remedy(self, plan) -> dict | None:
+        need_kv = plan.max_model_len * plan.kv_bytes_per_token
+        other = plan.weights_per_gpu + sum(plan.reserve.values())
+        util = math.ceil((other + need_kv) / plan.gpu_mem_bytes * 100) / 100
+        if util > 0.95:
+            return None
+        return {
+            "key": "resources.gpu_memory_utilization",
+            "value": util,
+            "why": f"holds one full {plan.max_model_len}-token request",
+        }
+
+
+VLLM_MEMORY = VllmMemory(
+    BaseMemory(
+        PYTORCH_BASE,
+        "estimate: at least python + torch + transformers imported (measured here, CPU "
+        "build); the CUDA build and vLLM's own modules and workers add more",
+    )
+)
+
+
 class VllmBackend(Backend):
     name = "vllm"
     summary = "vLLM OpenAI-compatible server (NVIDIA/AMD GPUs; the throughput engine)"
@@ -134,6 +213,7 @@ class VllmBackend(Backend):
     distribution = "vllm"
     newest_known = "0.33.0"
     Options = VllmOptions
+    memory = VLLM_MEMORY
     # Every common key but one: vLLM has no --device flag (it picks its platform).
     supports = COMMON_KEYS - {"resources.device"}
     install_hint = "python -m venv ~/.venvs/vllm && ~/.venvs/vllm/bin/pip install vllm"

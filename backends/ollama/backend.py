@@ -39,6 +39,7 @@ from llmdeploy_cli.backend import (
 from llmdeploy_cli.command import looks_secret
 from llmdeploy_cli.engine_env import executable_for_argv
 from llmdeploy_cli.errors import LlmctlError, ProfileIssue
+from llmdeploy_cli.memory_rules import BaseMemory, MiB, NoPool, Sizing
 from llmdeploy_cli.profile import Profile
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -53,6 +54,14 @@ class OllamaBackend(Backend):
     distribution = None  # a Go binary: no dist-info to read
     newest_known = "0.32.15"
     Options = OllamaOptions
+    memory = NoPool(
+        BaseMemory(
+            40 * MiB,
+            "estimate: llama.cpp's server measured here (xllamacpp); Ollama's own server "
+            "process comes on top and is not measured",
+        ),
+        Sizing.LAYERS,
+    )
     supports = frozenset(
         {
             "model.served_name",

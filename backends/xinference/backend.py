@@ -28,6 +28,7 @@ from llmdeploy_cli.backend import (
 )
 from llmdeploy_cli.engine_env import executable_for_argv, version_tuple
 from llmdeploy_cli.errors import ProfileError, ProfileIssue
+from llmdeploy_cli.memory_rules import PYTORCH_BASE, BaseMemory, NoPool
 from llmdeploy_cli.profile import Profile
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -42,6 +43,13 @@ class XinferenceBackend(Backend):
     distribution = "xinference"
     newest_known = "4.1.0"
     Options = XinferenceOptions
+    memory = NoPool(
+        BaseMemory(
+            PYTORCH_BASE,
+            "estimate: at least python + torch + transformers imported (measured here); the "
+            "supervisor, the worker and the launched engine (options.model_engine) add more",
+        )
+    )
     supports = frozenset(
         {
             "model.served_name",

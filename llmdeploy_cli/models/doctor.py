@@ -348,7 +348,7 @@ def check_engine_flags(backend: Backend, profile: Profile, plan: Plan) -> Proble
 
 def check_gpu(profile: Profile, model_dir: Path | None, plan: Plan, gpu_query=None) -> list:
     from llmdeploy_cli.models.gpus import query_gpus, visible_gpus
-    from llmdeploy_cli.models.plan import plan_for
+    from llmdeploy_cli.models.plan import memory_rule, plan_for
     from llmdeploy_cli.models.units import fmt_bytes
 
     if profile.resources.device == "cpu":
@@ -404,11 +404,7 @@ def check_gpu(profile: Profile, model_dir: Path | None, plan: Plan, gpu_query=No
     except Exception as e:  # noqa: BLE001 - a plan that cannot be made is a skip, not a crash
         out.append(Problem("gpu.memory", "skip", f"no memory plan: {e}"))
         return out
-    need = (
-        mp.budget_bytes
-        if mp.engine in ("vllm", "sglang")
-        else (mp.weights_per_gpu + mp.kv_cache_bytes + sum(mp.reserve.values()))
-    )
+    need = memory_rule(profile.backend).gpu_need(mp)
     free = min(d.free_bytes for d in devices[: max(need_gpus, 1)])
     data = {"kv_cache_tokens": mp.kv_cache_tokens, "needs_bytes": need, "free_bytes": free}
     if not mp.fits:

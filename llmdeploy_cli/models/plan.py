@@ -25,17 +25,21 @@ the accuracy against published vLLM startup logs):
     others       no pre-allocated pool: KV for max_model_len x max_num_seqs must fit next to
                  the weights (llama.cpp: the context size -c)
 
+The per-engine budgets are the backends' own `memory` rules (llmdeploy_cli/memory_rules.py
+holds the interface; backends/vllm.py, lmdeploy.py, sglang.py the three pooled rules): the
+plan works out the model's side and asks the profile's backend what its engine takes.
+
 The core never prints; `plan_for` returns a MemoryPlan and the CLI renders it.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmdeploy_cli.errors import UsageError
+from llmdeploy_cli.memory_rules import BudgetInputs, MemoryRule
 from llmdeploy_cli.models.gpus import query_gpus  # noqa: F401 - callers ask plan for the GPUs
 from llmdeploy_cli.models.shape import (
     ModelShape,
@@ -50,18 +54,6 @@ from llmdeploy_cli.models.units import DTYPE_BYTES, GiB, fmt_bytes, parse_size  
 
 if TYPE_CHECKING:  # pragma: no cover
     from llmdeploy_cli.profile import Profile
-
-VLLM_DEFAULT_UTIL = 0.92  # vllm/config/cache.py (current vLLM; 0.9 before)
-VLLM_BLOCK = 16
-VLLM_GRAPH_PROFILED_SINCE = (0, 21)  # CUDA graph memory counted in the KV budget
-VLLM_V1_SINCE = (0, 8)  # chunked prefill always on; token budget per step
-LMDEPLOY_DEFAULT_ENTRY = 0.8
-LMDEPLOY_BLOCK = 64
-SGLANG_DEFAULT_FRACTION = 0.88
-
-RUNTIME_RESERVE = 0.5 * GiB
-TP_RESERVE = 1.75 * GiB
-CUDA_GRAPH_RESERVE = 0.5 * GiB  # logged estimates: 0.17, 0.36, 0.58 GiB
 
 
 # -- the plan ------------------------------------------------------------------------------
@@ -119,12 +111,27 @@ class PlanInputs:
     enforce_eager: bool = False
     engine_version: str | None = None
     options: dict = field(default_factory=dict)
+    memory: MemoryRule | None = None  # the backend's rule; None: ask the registry
 
 
 def _version(v: str | None) -> tuple[int, ...]:
     from llmdeploy_cli.engine_env import version_tuple
 
     return version_tuple(v) if v else (99,)
+
+
+def memory_rule(engine: str) -> MemoryRule:
+    """The memory rule the backend called `engine` declares (its `memory` capability)."""
+    from llmdeploy_cli.registry import get
+
+    rule = getattr(get(engine), "memory", None)
+    if not isinstance(rule, MemoryRule):
+        raise UsageError(
+            f"backend '{engine}' declares no memory rule: llmctl cannot plan its memory",
+            hint="the backend's `memory` capability is not supported; size the engine by its "
+            "own documentation",
+        )
+    return rule
 
 
 def weights_estimate(inp: PlanInputs, shape: ModelShape) -> tuple[int, str, int | None]:
@@ -167,75 +174,36 @@ def compute_plan(inp: PlanInputs, gpu_mem_bytes: int, gpus: int | None = None) -
     max_len = inp.max_model_len or shape.context_length or 4096
     act_bytes = DTYPE_BYTES.get(model_dtype.replace("torch.", ""), 2)
     engine = inp.engine
-    version = _version(inp.engine_version)
-    reserve = {"runtime": 0, "activations": 0, "cuda_graphs": 0}
-    setting: dict[str, Any] = {}
-
-    if engine == "vllm":
-        util = inp.gpu_memory_utilization or VLLM_DEFAULT_UTIL
-        setting = {"gpu_memory_utilization": util}
-        if inp.options.get("kv_cache_memory_bytes"):
-            setting["kv_cache_memory_bytes"] = inp.options["kv_cache_memory_bytes"]
-        big_gpu = gpu_mem_bytes >= 70 * GiB
-        if version >= VLLM_V1_SINCE:
-            batched = inp.max_num_batched_tokens or (8192 if big_gpu else 2048)
-            seqs = inp.max_num_seqs or (1024 if big_gpu else 256)
-        else:  # V0: no chunked prefill below 32k context, one max_model_len prompt profiled
-            batched = inp.max_num_batched_tokens or (
-                max(max_len, 2048) if max_len <= 32768 else 512
-            )
-            seqs = inp.max_num_seqs or 256
-        inter = shape.intermediate
-        if shape.moe_experts:
-            inter = shape.moe_intermediate * shape.moe_top_k
-        act = batched * (3 * inter / tp + 3 * shape.hidden) * act_bytes
-        sampler = seqs * shape.vocab * 8
-        reserve["runtime"] = int(RUNTIME_RESERVE + (TP_RESERVE if tp > 1 else 0))
-        reserve["activations"] = int(max(act, sampler))
-        if not inp.enforce_eager and version >= VLLM_GRAPH_PROFILED_SINCE:
-            reserve["cuda_graphs"] = int(CUDA_GRAPH_RESERVE)
-        budget = int(util * gpu_mem_bytes)
-        rule = f"gpu_memory_utilization {util} x total memory"
-        kv = budget - per_gpu_weights - sum(reserve.values())
-        if setting.get("kv_cache_memory_bytes"):
-            kv = int(setting["kv_cache_memory_bytes"])
-            rule = "kv_cache_memory_bytes (overrides gpu_memory_utilization)"
-        block = int(inp.options.get("block_size") or VLLM_BLOCK)
-        tokens = int(max(kv, 0) // (kv_tok * block)) * block if kv_tok else 0
-    elif engine == "lmdeploy":
-        entry = inp.options.get("cache_max_entry_count")
-        if entry is None:
-            entry = inp.gpu_memory_utilization or LMDEPLOY_DEFAULT_ENTRY
-        setting = {"cache_max_entry_count": entry}
-        reserve["runtime"] = int(RUNTIME_RESERVE + (TP_RESERVE if tp > 1 else 0))
-        free_after = gpu_mem_bytes - per_gpu_weights - reserve["runtime"]
-        budget = int(gpu_mem_bytes)
-        if entry > 1:
-            blocks = int(entry)
-            tokens = blocks * LMDEPLOY_BLOCK
-            kv = int(tokens * kv_tok)
-            rule = f"cache_max_entry_count {entry} > 1: a count of {LMDEPLOY_BLOCK}-token blocks"
-        else:
-            kv = int(entry * free_after)
-            rule = f"cache_max_entry_count {entry} x free memory after weights"
-            tokens = int(max(kv, 0) // (kv_tok * LMDEPLOY_BLOCK)) * LMDEPLOY_BLOCK if kv_tok else 0
-    elif engine == "sglang":
-        frac = inp.options.get("mem_fraction_static") or inp.gpu_memory_utilization
-        frac = frac or SGLANG_DEFAULT_FRACTION
-        setting = {"mem_fraction_static": frac}
-        budget = int(frac * gpu_mem_bytes)
-        rule = f"mem_fraction_static {frac} x total memory holds weights + KV"
-        kv = budget - per_gpu_weights
-        tokens = int(max(kv, 0) // kv_tok) if kv_tok else 0
-    else:  # engines without a pre-allocated pool: the KV of the configured context
-        seqs = inp.max_num_seqs or 1
-        reserve["runtime"] = int(RUNTIME_RESERVE)
-        budget = int(gpu_mem_bytes)
-        rule = "no pre-allocated pool: weights + KV of max_model_len x max_num_seqs"
-        tokens = max_len * seqs
-        kv = int(tokens * kv_tok)
-        if gpu_mem_bytes - per_gpu_weights - reserve["runtime"] < kv:
-            tokens = int(max(gpu_mem_bytes - per_gpu_weights - reserve["runtime"], 0) // kv_tok)
+    rule = inp.memory or memory_rule(engine)
+    inter = shape.intermediate
+    if shape.moe_experts:
+        inter = shape.moe_intermediate * shape.moe_top_k
+    got = rule.budget(
+        BudgetInputs(
+            gpu_mem_bytes=int(gpu_mem_bytes),
+            weights_per_gpu=per_gpu_weights,
+            kv_bytes_per_token=kv_tok,
+            max_model_len=max_len,
+            tensor_parallel=tp,
+            hidden=shape.hidden,
+            intermediate=inter,
+            vocab=shape.vocab,
+            act_bytes=act_bytes,
+            gpu_memory_utilization=inp.gpu_memory_utilization,
+            max_num_seqs=inp.max_num_seqs,
+            max_num_batched_tokens=inp.max_num_batched_tokens,
+            enforce_eager=inp.enforce_eager,
+            engine_version=_version(inp.engine_version),
+            options=inp.options,
+        )
+    )
+    reserve, setting = got.reserve, got.setting
+    budget, rule_text, kv, tokens = (
+        got.budget_bytes,
+        got.rule,
+        got.kv_cache_bytes,
+        got.kv_cache_tokens,
+    )
 
     concurrency = tokens / max_len if max_len else 0.0
     fits = per_gpu_weights < budget and tokens >= max_len and kv > 0
@@ -252,7 +220,7 @@ def compute_plan(inp: PlanInputs, gpu_mem_bytes: int, gpus: int | None = None) -
         kv_bytes_per_token_total=kv_tok_total,
         reserve=reserve,
         budget_bytes=budget,
-        budget_rule=rule,
+        budget_rule=rule_text,
         kv_cache_bytes=int(kv),
         kv_cache_tokens=max(tokens, 0),
         max_model_len=max_len,
@@ -264,16 +232,13 @@ def compute_plan(inp: PlanInputs, gpu_mem_bytes: int, gpus: int | None = None) -
         params=params,
         engine_version=inp.engine_version,
     )
-    plan.suggestions = suggest(plan, inp, shape)
+    plan.suggestions = suggest(plan, inp, shape, rule)
     return plan
 
 
-def suggest(plan: MemoryPlan, inp: PlanInputs, shape: ModelShape) -> list[dict]:
+def suggest(plan: MemoryPlan, inp: PlanInputs, shape: ModelShape, rule: MemoryRule) -> list[dict]:
     """Values that make the profile fit (or use the card better), each with the reason."""
     out: list[dict] = []
-    total = plan.gpu_mem_bytes
-    need_kv = plan.max_model_len * plan.kv_bytes_per_token
-    other = plan.weights_per_gpu + sum(plan.reserve.values())
     if plan.weights_per_gpu >= plan.budget_bytes:
         out.append(
             {
@@ -293,16 +258,9 @@ def suggest(plan: MemoryPlan, inp: PlanInputs, shape: ModelShape) -> list[dict]:
             )
         return out
     if plan.kv_cache_tokens < plan.max_model_len:
-        if plan.engine == "vllm":
-            util = math.ceil((other + need_kv) / total * 100) / 100
-            if util <= 0.95:
-                out.append(
-                    {
-                        "key": "resources.gpu_memory_utilization",
-                        "value": util,
-                        "why": f"holds one full {plan.max_model_len}-token request",
-                    }
-                )
+        remedy = rule.fraction_remedy(plan)
+        if remedy is not None:
+            out.append(remedy)
         if plan.kv_cache_tokens > 0:
             out.append(
                 {
@@ -311,7 +269,7 @@ def suggest(plan: MemoryPlan, inp: PlanInputs, shape: ModelShape) -> list[dict]:
                     "why": "the longest context the KV cache holds",
                 }
             )
-        if (inp.kv_cache_dtype or "auto") == "auto" and plan.engine in ("vllm", "sglang"):
+        if (inp.kv_cache_dtype or "auto") == "auto" and rule.fp8_kv_remedy:
             out.append(
                 {
                     "key": "resources.kv_cache_dtype",
