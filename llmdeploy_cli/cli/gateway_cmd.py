@@ -68,3 +68,70 @@ def validate_cmd(
     for group in rep["together"]:
         out("  " + " + ".join(group))
     return 0
+
+
+@gateway_app.command("serve")
+def serve_cmd(
+    file: Annotated[Path, typer.Argument(help="The gateway file.")],
+    detach: Annotated[
+        bool, typer.Option("--detach", help="Run in the background; return once listening.")
+    ] = False,
+    json_: JsonOpt = False,
+) -> int:
+    """Serve every profile of the gateway file behind one OpenAI-compatible address."""
+    from llmdeploy_cli.gateway import control
+    from llmdeploy_cli.gateway.config import load_gateway
+    from llmdeploy_cli.gateway.report import analyse
+
+    gw = load_gateway(file)
+    analyse(gw)  # a model that can never fit is refused before anything starts
+    if detach:
+        doc = control.start_detached(gw)
+    else:
+        doc = None
+
+        def on_event(kind: str, msg: str) -> None:
+            if kind == "listening":
+                if json_:
+                    emit_json({"name": gw.name, "url": msg, "pid": __import__("os").getpid()})
+                else:
+                    out(f"ready  {gw.name}  {msg}/v1  ({len(gw.models)} models)")
+                import sys
+
+                sys.stdout.flush()
+            elif kind == "warning":
+                warn(msg)
+
+        return control.serve_foreground(gw, on_event)
+    if json_:
+        emit_json(doc)
+    else:
+        out(f"ready  {gw.name}  {doc['url']}/v1  (pid {doc['pid']}; llmctl stop {gw.name})")
+    return 0
+
+
+@gateway_app.command("reload")
+def reload_cmd(
+    name: Annotated[str, typer.Argument(help="The gateway's name.")],
+    json_: JsonOpt = False,
+) -> int:
+    """Re-read the running gateway's file: add, remove and restart changed models."""
+    from llmdeploy_cli.gateway import control
+
+    doc = control.call(name, "POST", "/llmctl/reload")
+    if json_:
+        emit_json(doc)
+    elif not doc.get("ok"):
+        for i in doc.get("issues", []):
+            where = ":".join(str(x) for x in (i.get("file"), i.get("line")) if x)
+            error_text(f"{where}: {i.get('key') + ': ' if i.get('key') else ''}{i['message']}")
+        error_text(doc.get("message", "reload refused"), "the running set is kept")
+    else:
+        out(
+            "reloaded "
+            + name
+            + "".join(
+                f"; {k}: {', '.join(doc[k])}" for k in ("added", "removed", "changed") if doc[k]
+            )
+        )
+    return 0 if doc.get("ok") else int(ExitCode.USAGE)

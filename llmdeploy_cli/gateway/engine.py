@@ -11,6 +11,8 @@ backend takes one. Tests swap in a fake with the same three methods.
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 import secrets
 import threading
 from dataclasses import dataclass, field
@@ -59,8 +61,10 @@ class ServedEngine:
         env = dict(environ)
         key_env = p.server.api_key_env
         if key_env is None and takes_api_key(model.backend):
-            key_env = KEY_ENV
-            env[KEY_ENV] = "sk-gw-" + secrets.token_urlsafe(24)
+            # one variable per engine, in this process's environment too: the preflight
+            # checks that the variable a profile names is set
+            key_env = KEY_ENV + "_" + re.sub(r"[^A-Za-z0-9]", "_", p.name).upper()
+            env[key_env] = os.environ[key_env] = "sk-gw-" + secrets.token_urlsafe(24)
         update = {
             "name": run_name(gateway_name, p.name),
             "server": p.server.model_copy(update={"host": "127.0.0.1", "api_key_env": key_env}),

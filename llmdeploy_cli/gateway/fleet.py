@@ -113,7 +113,7 @@ class Slot:
 
 class Lease:
     def __init__(self, fleet: Fleet, slot: Slot):
-        self.fleet, self.slot = fleet, slot
+        self.fleet, self.slot, self.name = fleet, slot, slot.name
         self.upstream = slot.handle
         self.t0 = time.monotonic()
 
