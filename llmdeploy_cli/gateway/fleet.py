@@ -347,6 +347,23 @@ class Fleet:
         if task is not None:
             await task
 
+    async def suspect(self, name: str, handle) -> None:
+        """A request could not reach this engine: give its supervisor a moment to see the
+        exit, and mark the model stopped if it did (the next request starts it again)."""
+        slot = self.slots.get(name)
+        deadline = time.monotonic() + 2.0
+        while slot is not None and slot.handle is handle and time.monotonic() < deadline:
+            if not handle.alive():
+                self._crashed(slot)
+                return
+            await asyncio.sleep(0.02)
+
+    def _crashed(self, s: Slot) -> None:
+        s.error = StartFailed(f"the engine of '{s.name}' exited")
+        s.handle = None
+        self._metric("stop", s.name, "crashed")
+        self._to(s, STOPPED, "the engine exited")
+
     # -- background: ttl, crashes -----------------------------------------------------------
     async def run(self) -> None:
         """Housekeeping until closed: ttl unloads, engines that died, preloads."""
@@ -357,10 +374,7 @@ class Fleet:
             now = time.monotonic()
             for s in list(self.slots.values()):
                 if s.state == READY and s.handle is not None and not s.handle.alive():
-                    s.error = StartFailed(f"the engine of '{s.name}' exited")
-                    s.handle = None
-                    self._metric("stop", s.name, "crashed")
-                    self._to(s, STOPPED, "the engine exited")
+                    self._crashed(s)
                     continue
                 ttl = s.policy.ttl
                 if (

@@ -221,6 +221,7 @@ class Proxy:
             self.metrics.request(name, 499)  # the client went away: upstream is closed
             raise
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+            await self.fleet.suspect(name, lease.upstream)
             why = self._diagnose(lease, e)
             self.metrics.request(name, 502)
             if resp is None or not resp.prepared:

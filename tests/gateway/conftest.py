@@ -43,3 +43,17 @@ def write_gateway(folder: Path, body: str) -> Path:
     f = folder / "gateway.yml"
     f.write_text(textwrap.dedent(body))
     return f
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(tiny_model, tmp_path_factory) -> Path:
+    """tests/tinymodel.py's model as an F32 GGUF (LLMCTL_TINY_GGUF reuses one)."""
+    import os
+
+    pytest.importorskip("gguf", reason="writing a GGUF needs the gguf package (test extra)")
+    from tests.gguf_model import write_gguf
+
+    cached = os.environ.get("LLMCTL_TINY_GGUF")
+    out = Path(cached) if cached else tmp_path_factory.mktemp("tiny-gguf") / "tiny.gguf"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return write_gguf(tiny_model, out)
