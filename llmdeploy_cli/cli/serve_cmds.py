@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -37,13 +36,15 @@ def _stop_signals():
 
 
 class _Progress:
-    """A Rich status line on a terminal; plain lines (one per change) in CI logs."""
+    """A Rich status line on a terminal; plain lines (one per change) in CI logs. Shown
+    from `start()` on, so the warnings before the start come first."""
 
     def __init__(self, text: str):
         c = err_console()
         self._live = c.status(text, spinner="dots") if c.is_terminal else None
         self._last = None
-        self.update(text)
+        self._text = text
+        self._started = False
 
     def update(self, text: str) -> None:
         if self._live is not None:
@@ -57,8 +58,13 @@ class _Progress:
             info(_esc(plain))
 
     def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
         if self._live is not None:
             self._live.start()
+        else:
+            self.update(self._text)
 
     def stop(self) -> None:
         if self._live is not None:
@@ -75,28 +81,6 @@ def _print_failure(e: LlmctlError, *, tail: bool) -> None:
     path = getattr(e, "log_path", None)
     if path:
         c.print(f"[dim]log: {path}[/dim]")
-
-
-def _smoke(r, environ):
-    from llmdeploy_cli.smoke import run_smoke
-
-    ep, spec = r.plan.endpoint, r.profile.smoke
-    return run_smoke(
-        ep,
-        spec,
-        api_key=ep.api_key(environ),
-        timeout=spec.timeout,
-        check_listed=None if r.backend.lists_models else False,
-    )
-
-
-def _ready_doc(name, base_url, model, pid, log, timings=None, smoke=None, restarts=0) -> dict:
-    doc = {"name": name, "base_url": base_url, "model": model, "pid": pid, "log": log}
-    if timings:
-        doc["readiness"] = timings
-    if smoke is not None:
-        doc["smoke"] = smoke.as_dict()
-    return doc
 
 
 def _say_ready(doc: dict, json_: bool, foreground: bool) -> None:
@@ -147,187 +131,65 @@ def serve(
 ) -> int:
     """Start the engine of a profile, wait until it really answers, smoke it, and keep it
     running (foreground: until Ctrl-C / SIGTERM; --detach: under a supervisor)."""
-    import os
-
-    from llmdeploy_cli import preflight
     from llmdeploy_cli.resolve import resolve
+    from llmdeploy_cli.supervise.serve import DETACH, FOREGROUND
+    from llmdeploy_cli.supervise.serve import serve as serve_run
 
     r = resolve(file)
-    profile, plan = r.profile, r.plan
-    for w in plan.warnings:
-        warn(w)
-    for p in preflight.check(r, force=force):
-        warn(f"{p.message}" + (f" ({p.fix})" if p.fix else ""))
-    port = _port_of(plan.endpoint.base_url)
-    if detach:
-        return _serve_detached(r, file, port, timeout, json_, no_smoke)
-
-    from llmdeploy_cli.supervise.session import ServeSession
-
+    name, managed = r.profile.name, r.profile.server.managed
+    mode = DETACH if detach else FOREGROUND
+    first = "starting the supervisor" if detach and managed else "starting"
+    status = _Progress(f"{name}: {first}")
     c = err_console()
-    status = _Progress(f"{profile.name}: starting")
-    t0 = time.monotonic()
 
-    def echo(line: str) -> None:
-        c.print(line, markup=False, highlight=False, soft_wrap=True)
-
-    def on_event(kind: str, msg: str) -> None:
-        if kind == "step":
+    def on_event(ev) -> None:
+        if ev.kind == "warning":
+            warn(ev.message)
+            return
+        status.start()  # once: after the plan's and the preflight's warnings
+        if ev.kind == "step":
             status.update(
-                f"{profile.name}: {STEP_TEXT.get(msg, msg)}  [dim]{time.monotonic() - t0:.1f} s[/]"
+                f"{name}: {STEP_TEXT.get(ev.message, ev.message)}  [dim]{ev.elapsed:.1f} s[/]"
             )
-        elif kind == "after_ready":
-            status.update(f"{profile.name}: {msg}")
-        elif kind == "restart":
-            warn(msg)
-
-    def first_ready(sess: ServeSession) -> None:
-        status.stop()
-        report = None
-        if not no_smoke:
-            info(f"{profile.name}: ready in {time.monotonic() - t0:.1f} s; smoke ...")
-            report = _smoke(r, os.environ)
-            info(report.summary())
-        doc = _ready_doc(
-            profile.name,
-            sess.endpoint.base_url,
-            sess.endpoint.model,
-            os.getpid(),
-            str(sess.log.path),
-            sess.readiness.as_dict() if sess.readiness else None,
-            report,
-        )
-        _say_ready(doc, json_, foreground=True)
-
-    with _stop_signals() as ev:
-        sess = ServeSession(
-            r,
-            file,
-            timeout=timeout,
-            stop=ev,
-            echo=echo,
-            on_event=on_event,
-            on_first_ready=first_ready,
-        )
-        status.start()
-        try:
-            sess.run()
-        except LlmctlError as e:
+        elif ev.kind == "progress":
+            status.update(f"{name}: {ev.message}")
+        elif ev.kind == "output":
+            c.print(ev.message, markup=False, highlight=False, soft_wrap=True)
+        elif ev.kind == "restart":
+            warn(ev.message)
+        elif ev.kind == "ready":
             status.stop()
-            _print_failure(e, tail=False)
-            raise
-        finally:
+            if not no_smoke:
+                info(f"{name}: ready in {ev.elapsed:.1f} s; smoke ...")
+        elif ev.kind == "smoke":
+            info(ev.data.summary())
+        elif ev.kind == "serving":
+            _say_ready(ev.data, json_, foreground=not detach)
+        elif ev.kind == "stopped":
             status.stop()
-        if ev.signum is not None:
-            info(f"{profile.name}: stopped")
-            return 128 + int(ev.signum)
-    return 0
+            info(f"{name}: stopped" + (f" ({ev.message})" if ev.message else ""))
 
-
-def _serve_detached(r, file, port, timeout, json_, no_smoke) -> int:
-    import os
-
-    from llmdeploy_cli.supervise import control
-
-    profile = r.profile
-    status = _Progress(f"{profile.name}: starting the supervisor")
-    t0 = time.monotonic()
-    if not profile.server.managed:
-        return _attach_unmanaged(r, file, timeout, json_, no_smoke, status, t0)
-
-    def on_state(st) -> None:
-        step = STEP_TEXT.get(st.step or "", st.step or st.phase)
-        status.update(f"{profile.name}: {step}  [dim]{time.monotonic() - t0:.1f} s[/]")
-
-    with _stop_signals() as ev:
-        status.start()
+    with _stop_signals() as flag:
         try:
-            st = control.start_detached(
-                file,
-                profile.name,
-                port=port,
+            done = serve_run(
+                r,
+                mode,
+                on_event,
+                profile_path=file,
+                stop=flag,
                 timeout=timeout,
-                on_state=on_state,
-                stop_requested=ev.is_set,
+                smoke=not no_smoke,
+                force=force,
+                echo_output=not detach and managed,
             )
-        except KeyboardInterrupt:
-            status.stop()
-            info(f"{profile.name}: stopped")
-            return 128 + int(ev.signum or signal.SIGINT)
         except LlmctlError as e:
             status.stop()
-            _print_failure(e, tail=True)
+            # The engine's output was shown live in the foreground; after --detach, its tail.
+            _print_failure(e, tail=detach and managed)
             raise
         finally:
             status.stop()
-        report = None
-        if not no_smoke:
-            info(f"{profile.name}: ready in {time.monotonic() - t0:.1f} s; smoke ...")
-            try:
-                report = _smoke(r, os.environ)
-            except BaseException:
-                control.stop_run(profile.name)
-                info(f"{profile.name}: stopped (the smoke failed)")
-                raise
-            info(report.summary())
-    doc = _ready_doc(
-        profile.name, st.base_url, st.model, st.supervisor_pid, st.log, st.timings, report
-    )
-    _say_ready(doc, json_, foreground=False)
-    return 0
-
-
-def _attach_unmanaged(r, file, timeout, json_, no_smoke, status, t0) -> int:
-    """--detach with managed: false: nothing to supervise; readiness, after-ready and the
-    smoke run here, and the run's record stays until `llmctl stop` removes it."""
-    import os
-
-    from llmdeploy_cli.supervise.session import ServeSession
-
-    profile = r.profile
-    report = None
-
-    def on_event(kind: str, msg: str) -> None:
-        if kind in ("step", "after_ready"):
-            status.update(f"{profile.name}: {STEP_TEXT.get(msg, msg)}")
-
-    def first_ready(sess) -> None:
-        nonlocal report
-        status.stop()
-        if not no_smoke:
-            info(f"{profile.name}: ready in {time.monotonic() - t0:.1f} s; smoke ...")
-            report = _smoke(r, os.environ)
-            info(report.summary())
-
-    with _stop_signals() as ev:
-        sess = ServeSession(
-            r,
-            file,
-            detached=True,
-            timeout=timeout,
-            stop=ev,
-            on_event=on_event,
-            on_first_ready=first_ready,
-        )
-        sess.keep_failed_state = False
-        status.start()
-        try:
-            sess.run()
-        finally:
-            status.stop()
-        if ev.signum is not None:
-            return 128 + int(ev.signum)
-    doc = _ready_doc(
-        profile.name,
-        sess.endpoint.base_url,
-        sess.endpoint.model,
-        None,
-        str(sess.log.path),
-        sess.readiness.as_dict() if sess.readiness else None,
-        report,
-    )
-    _say_ready(doc, json_, foreground=False)
-    return 0
+    return done.exit_code
 
 
 def _port_of(url: str) -> int | None:
@@ -456,9 +318,10 @@ def wait(
 ) -> int:
     """Wait until a run (started elsewhere, maybe not yet) is ready."""
     from llmdeploy_cli.supervise import control
+    from llmdeploy_cli.supervise.serve import ready_doc
 
     st = control.wait_run(name, timeout)
-    doc = _ready_doc(st.name, st.base_url, st.model, st.supervisor_pid, st.log, st.timings)
+    doc = ready_doc(st.name, st.base_url, st.model, st.supervisor_pid, st.log, st.timings)
     if json_:
         emit_json(doc)
     else:

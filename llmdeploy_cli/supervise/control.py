@@ -31,8 +31,10 @@ def start_detached(
     grace_s: float = 15.0,
 ) -> RunState:
     """Start the supervisor daemon and wait until the run is ready (returns its state) or
-    failed (raises the run's own error, with its exit code and log tail)."""
+    failed (raises the run's own error, with its exit code and log tail). A stop asked for
+    meanwhile (`stop_requested`) stops the run and raises `machine.Stopped`."""
     from llmdeploy_cli.supervise.daemon import build_argv
+    from llmdeploy_cli.supervise.machine import Stopped
     from llmdeploy_cli.supervise.session import error_from_doc
 
     st_mod.remove(name)  # a failed or stale record of an earlier run (preflight cleaned it)
@@ -90,7 +92,7 @@ def start_detached(
             )
         if stop_requested is not None and stop_requested():
             stop_run(name)
-            raise KeyboardInterrupt
+            raise Stopped()
         if time.monotonic() > limit:
             stop_run(name)
             raise NotReadyError(f"not ready within {timeout:g} s", "raise --timeout")
