@@ -1,0 +1,120 @@
+"""Client factories for OpenAI-compatible servers, and the one proxy rule.
+
+- `use_proxy_env(url)`: HTTP(S)_PROXY / NO_PROXY apply to remote URLs only; loopback
+  traffic never goes through a proxy (a proxy would see, log or refuse it).
+- `sync_client(...)`: an `httpx.Client` (the supervisor, readiness, smoke and the backends'
+  REST actions: synchronous and threaded; no retries, explicit timeouts).
+- `async_session(...)`: an `aiohttp.ClientSession` (bench, the gateway): a pool as large as
+  the concurrency, no retries, a read timeout per request, no total timeout, and an optional
+  hook called when a request's headers go out (bench's send-lag stamp).
+- `run(coro)`: asyncio.run on uvloop where installed (a quarter less CPU per request in
+  bench, docs/benchmarks.md), on the standard loop elsewhere.
+
+HTTP libraries are imported inside the factories only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
+
+if TYPE_CHECKING:  # pragma: no cover
+    import aiohttp
+    import httpx
+
+T = TypeVar("T")
+
+
+def is_loopback(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def use_proxy_env(url: str) -> bool:
+    """Honour HTTP(S)_PROXY for remote URLs only: a proxy must never see loopback traffic."""
+    return not is_loopback(url)
+
+
+def auth_headers(api_key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+def sync_client(
+    url: str,
+    *,
+    api_key: str | None = None,
+    timeout: float | None = 30.0,
+    connect: float = 10.0,
+    max_connections: int = 4,
+    keepalive: int = 2,
+    headers: dict[str, str] | None = None,
+) -> httpx.Client:
+    """A synchronous client for the server at `url` (proxy rule applied, no retries).
+    `timeout` is per request (None: no limit); connecting is capped at `connect`."""
+    import httpx
+
+    t = httpx.Timeout(timeout, connect=connect if timeout is None else min(timeout, connect))
+    return httpx.Client(
+        headers={**auth_headers(api_key), **(headers or {})},
+        timeout=t,
+        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=keepalive),
+        trust_env=use_proxy_env(url),
+    )
+
+
+def async_session(
+    url: str,
+    *,
+    max_connections: int,
+    timeout: float | None,
+    api_key: str | None = None,
+    connect: float = 10.0,
+    headers: dict[str, str] | None = None,
+    on_headers_sent: Callable[[Any], None] | None = None,
+) -> aiohttp.ClientSession:
+    """An async session for the server at `url`; open it with `async with` inside the loop.
+
+    `timeout` is the read timeout (the longest quiet gap while waiting for bytes), not a
+    total: a long stream that keeps sending is never cut. `on_headers_sent(ctx)` is called
+    when a request's headers are written, with the `trace_request_ctx=` that request passed.
+    """
+    import aiohttp
+
+    connector = aiohttp.TCPConnector(
+        limit=max_connections,
+        limit_per_host=0,
+        keepalive_timeout=30.0,
+        ttl_dns_cache=300,
+    )
+    traces = []
+    if on_headers_sent is not None:
+        tc = aiohttp.TraceConfig()
+
+        async def sent(session, ctx, params) -> None:
+            on_headers_sent(ctx.trace_request_ctx)
+
+        tc.on_request_headers_sent.append(sent)
+        traces.append(tc)
+    return aiohttp.ClientSession(
+        connector=connector,
+        # pool waits are the bench's own queueing (the concurrency cap bounds them)
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=timeout),
+        headers={**auth_headers(api_key), **(headers or {})},
+        trust_env=use_proxy_env(url),
+        trace_configs=traces or None,
+    )
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run, on uvloop when it is installed."""
+    import asyncio
+
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency where it builds
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+__all__ = ["async_session", "auth_headers", "is_loopback", "run", "sync_client", "use_proxy_env"]
