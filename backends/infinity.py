@@ -42,6 +42,17 @@ from llmdeploy_cli.backend import (
     flag,
     negatable_flag,
 )
+from llmdeploy_cli.capabilities import (
+    HF_OFFLINE,
+    NOT_SUPPORTED,
+    ContainerSpec,
+    FlagCommand,
+    FlagSource,
+    HubVars,
+    ModelFormat,
+    Recipe,
+    Task,
+)
 from llmdeploy_cli.engine_env import executable_for_argv
 from llmdeploy_cli.errors import ProfileIssue
 from llmdeploy_cli.memory_rules import PYTORCH_BASE, BaseMemory, NoPool
@@ -114,6 +125,31 @@ class InfinityBackend(Backend):
     )
     # The port opens only after the model is loaded (and warmed up).
     timeouts = (600.0, 120.0, 120.0)
+
+    # -- declared capabilities (llmdeploy_cli/capabilities.py) ----------------------------
+    model_formats = frozenset({ModelFormat.HF_FOLDER})
+    tasks = frozenset({Task.EMBEDDINGS, Task.RERANK})
+    runs_on_cpu = True
+    container = ContainerSpec(None, "/root/.cache/huggingface", "HF_HOME")  # no image
+    install = Recipe(
+        default_version="0.0.78",
+        devices=("cpu", "cuda"),
+        packages=("infinity-emb[server,torch]=={version}",),
+        torch={"cpu": "2.13.0", "cuda": None},  # the CPU torch of the project's .venv
+        notes=("infinity pins transformers 4.57 and numpy < 2: it needs its own env",),
+    )
+    hub = HubVars(
+        offline=HF_OFFLINE,
+        modelscope=NOT_SUPPORTED,
+        cache_env="HF_HOME",
+        endpoint_env="HF_ENDPOINT",
+    )
+    # `infinity_emb v2`: the Typer app of infinity_emb.cli (named `tp`; defined only when
+    # typer and uvicorn, the `server` extra, are importable).
+    flag_source = FlagSource(
+        "infinity-emb",
+        commands=(FlagCommand("infinity_emb v2", "typer", "infinity_emb.cli:tp", subcommand="v2"),),
+    )
 
     def task(self, profile: Profile) -> str:
         """Infinity serves no chat: an unset model.task means embedding."""

@@ -47,6 +47,14 @@ from llmdeploy_cli.backend import (
     StopPlan,
     flag,
 )
+from llmdeploy_cli.capabilities import (
+    HF_OFFLINE,
+    NOT_SUPPORTED,
+    ContainerSpec,
+    HubVars,
+    ModelFormat,
+    Task,
+)
 from llmdeploy_cli.engine_env import env_prefix, executable_for_argv
 from llmdeploy_cli.errors import ProfileIssue
 from llmdeploy_cli.memory_rules import BaseMemory, MiB, NoPool, Sizing
@@ -148,6 +156,22 @@ class LlamacppBackend(Backend):
     # llama-server opens its port before loading (then /health 503); a big GGUF can take
     # minutes to read from disk.
     timeouts = (120.0, 900.0, 300.0)
+
+    # -- declared capabilities (llmdeploy_cli/capabilities.py) ----------------------------
+    model_formats = frozenset({ModelFormat.GGUF})
+    # llama-server: chat, completions, /v1/embeddings (--embedding), /v1/rerank (--rerank)
+    tasks = frozenset({Task.CHAT, Task.COMPLETIONS, Task.EMBEDDINGS, Task.RERANK})
+    runs_on_cpu = True
+    container = ContainerSpec(None, "/root/.cache/huggingface", "HF_HOME")  # no image
+    install = NOT_SUPPORTED  # a C++ binary, or a wheel (xllamacpp): install_hint says how
+    # LLAMA_ARG_OFFLINE is set too, for the llama-server runtime only.
+    hub = HubVars(
+        offline=HF_OFFLINE,
+        modelscope=NOT_SUPPORTED,
+        cache_env="HF_HOME",
+        endpoint_env="HF_ENDPOINT",
+    )
+    flag_source = NOT_SUPPORTED  # a C++ server: no Python parser to read
 
     # The executable and the Python distribution depend on options.runtime. The core asks
     # the backend instance (preflight, engine_env) after resolving the profile, and

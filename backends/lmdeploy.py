@@ -37,9 +37,19 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+from llmctl_backends.flag_readers import reader_path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from llmdeploy_cli.backend import Backend, Plan, RenderContext, flag
+from llmdeploy_cli.capabilities import (
+    HF_OFFLINE,
+    ContainerSpec,
+    FlagSource,
+    HubVars,
+    ModelFormat,
+    Recipe,
+    Task,
+)
 from llmdeploy_cli.engine_env import executable_for_argv, version_tuple
 from llmdeploy_cli.errors import ProfileError, ProfileIssue
 from llmdeploy_cli.memory_rules import (
@@ -228,6 +238,31 @@ class LmdeployBackend(Backend):
     install_hint = "python -m venv ~/.venvs/lmdeploy && ~/.venvs/lmdeploy/bin/pip install lmdeploy"
     timeouts = (900.0, 600.0, 300.0)
 
+    # -- declared capabilities (llmdeploy_cli/capabilities.py) ----------------------------
+    model_formats = frozenset({ModelFormat.HF_FOLDER})
+    # lmdeploy/serve/openai/api_server.py: chat and completions (its /v1/embeddings
+    # answers that it is unsupported).
+    tasks = frozenset({Task.CHAT, Task.COMPLETIONS})
+    runs_on_cpu = False  # llmctl installs and plans the CUDA build only
+    container = ContainerSpec(
+        "openmmlab/lmdeploy:v{version}", "/root/.cache/huggingface", "HF_HOME"
+    )
+    install = Recipe(
+        default_version="0.18.0",
+        devices=("cuda",),
+        packages=("lmdeploy=={version}",),
+        torch={"cuda": "2.12.1"},  # lmdeploy pins torch <= 2.12.1
+        notes=("lmdeploy pins torch <= 2.12.1: it cannot share an env with a newer torch",),
+    )
+    # lmdeploy/utils.py: LMDEPLOY_USE_MODELSCOPE lower-cased == "true".
+    hub = HubVars(
+        offline=HF_OFFLINE,
+        modelscope={"LMDEPLOY_USE_MODELSCOPE": "True"},
+        cache_env="HF_HOME",
+        endpoint_env="HF_ENDPOINT",
+    )
+    flag_source = FlagSource("lmdeploy", reader_file=reader_path("lmdeploy"))
+
     # -- static ---------------------------------------------------------------------------
     def options(self, profile: Profile) -> BaseModel:
         try:
@@ -403,9 +438,7 @@ class LmdeployBackend(Backend):
             argv += ["--api-keys", ctx.secret(s.api_key_env)]
         argv += profile.extra_args
 
-        env = self.base_env(profile, ctx)
-        if profile.hub.source == "modelscope":
-            env["LMDEPLOY_USE_MODELSCOPE"] = "True"
+        env = self.base_env(profile, ctx)  # with hub's LMDEPLOY_USE_MODELSCOPE
         return self.server_plan(profile, ctx, argv, env, warnings)
 
 

@@ -35,6 +35,7 @@ import json
 import os
 from typing import TYPE_CHECKING, Literal
 
+from llmctl_backends.flag_readers import reader_path
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmdeploy_cli.backend import (
@@ -44,6 +45,15 @@ from llmdeploy_cli.backend import (
     RenderContext,
     StopPlan,
     flag,
+)
+from llmdeploy_cli.capabilities import (
+    HF_OFFLINE,
+    ContainerSpec,
+    FlagSource,
+    HubVars,
+    ModelFormat,
+    Recipe,
+    Task,
 )
 from llmdeploy_cli.engine_env import executable_for_argv
 from llmdeploy_cli.errors import ProfileIssue
@@ -163,6 +173,31 @@ class SglangBackend(Backend):
     )
     timeouts = (1800.0, 600.0, 300.0)
 
+    # -- declared capabilities (llmdeploy_cli/capabilities.py) ----------------------------
+    model_formats = frozenset({ModelFormat.HF_FOLDER})
+    # python/sglang/srt/entrypoints/http_server.py: chat, completions; /v1/embeddings
+    # and /v1/rerank for models launched with --is-embedding.
+    tasks = frozenset({Task.CHAT, Task.COMPLETIONS, Task.EMBEDDINGS, Task.RERANK})
+    runs_on_cpu = False  # llmctl installs and plans the CUDA build only
+    container = ContainerSpec("lmsysorg/sglang:v{version}", "/root/.cache/huggingface", "HF_HOME")
+    # The install checks for `executable` (python3, as SGLang's docs run
+    # `python3 -m sglang.launch_server`): every venv has it.
+    install = Recipe(
+        default_version="0.5.19",
+        devices=("cuda",),
+        packages=("sglang[srt]=={version}",),
+        torch={"cuda": None},
+        prefer_uv=True,
+    )
+    # python/sglang/srt/environ.py: SGLANG_USE_MODELSCOPE is an EnvBool (true/1).
+    hub = HubVars(
+        offline=HF_OFFLINE,
+        modelscope={"SGLANG_USE_MODELSCOPE": "true"},
+        cache_env="HF_HOME",
+        endpoint_env="HF_ENDPOINT",
+    )
+    flag_source = FlagSource("sglang", reader_file=reader_path("sglang"))
+
     # -- static side ----------------------------------------------------------------------
     def check(self, profile: Profile, version: str) -> list[ProfileIssue]:
         issues = super().check(profile, version)
@@ -228,9 +263,7 @@ class SglangBackend(Backend):
                 "sglang: runs as `python3 -m sglang.launch_server` with the python3 on PATH; "
                 "set runtime.venv (or conda_env) to the environment that has SGLang"
             )
-        env = self.base_env(profile, ctx)
-        if profile.hub.source == "modelscope":
-            env["SGLANG_USE_MODELSCOPE"] = "true"
+        env = self.base_env(profile, ctx)  # with hub's SGLANG_USE_MODELSCOPE
         return self.server_plan(profile, ctx, argv, env, warnings)
 
     def _options_argv(self, argv: list, o: SglangOptions) -> None:

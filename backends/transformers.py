@@ -16,9 +16,22 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmdeploy_cli.backend import Backend, Endpoint, Plan, RenderContext, flag
+from llmdeploy_cli.capabilities import (
+    HF_OFFLINE,
+    NOT_SUPPORTED,
+    ContainerSpec,
+    FlagCommand,
+    FlagSource,
+    HubVars,
+    ModelFormat,
+    Recipe,
+    Task,
+)
 from llmdeploy_cli.engine_env import executable_for_argv
 from llmdeploy_cli.memory_rules import BaseMemory, MiB, NoPool
 from llmdeploy_cli.profile import Profile
+
+CPU_TORCH = "2.13.0"  # the CPU build the project's own .venv uses (Makefile)
 
 # `transformers serve --quantization` choices (transformers 5.23 cli/serve.py).
 QUANTIZATIONS = ("bnb-4bit", "bnb-8bit")
@@ -64,6 +77,35 @@ class TransformersBackend(Backend):
     )
     lists_models = False
     timeouts = (180.0, 600.0, 300.0)
+
+    # -- declared capabilities (llmdeploy_cli/capabilities.py) ----------------------------
+    model_formats = frozenset({ModelFormat.HF_FOLDER})
+    tasks = frozenset({Task.CHAT})  # /v1/chat/completions (and /v1/responses)
+    runs_on_cpu = True
+    container = ContainerSpec(None, "/root/.cache/huggingface", "HF_HOME")  # no image
+    install = Recipe(
+        default_version="5.23.0",
+        devices=("cpu", "cuda"),
+        packages=("transformers[serving]=={version}",),
+        torch={"cpu": CPU_TORCH, "cuda": None},
+    )
+    hub = HubVars(
+        offline=HF_OFFLINE,
+        modelscope=NOT_SUPPORTED,
+        cache_env="HF_HOME",
+        endpoint_env="HF_ENDPOINT",
+    )
+    flag_source = FlagSource(
+        "transformers",
+        commands=(
+            FlagCommand(
+                "transformers serve",
+                "typer",
+                "transformers.cli.transformers:app",
+                subcommand="serve",
+            ),
+        ),
+    )
 
     def check(self, profile: Profile, version: str) -> list:
         issues = super().check(profile, version)

@@ -38,6 +38,7 @@ import math
 import os
 from typing import TYPE_CHECKING, Literal
 
+from llmctl_backends.flag_readers import reader_path
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmdeploy_cli.backend import (
@@ -48,6 +49,15 @@ from llmdeploy_cli.backend import (
     StopPlan,
     flag,
     negatable_flag,
+)
+from llmdeploy_cli.capabilities import (
+    HF_OFFLINE,
+    ContainerSpec,
+    FlagSource,
+    HubVars,
+    ModelFormat,
+    Recipe,
+    Task,
 )
 from llmdeploy_cli.engine_env import executable_for_argv, version_tuple
 from llmdeploy_cli.errors import ProfileIssue
@@ -221,6 +231,30 @@ class VllmBackend(Backend):
     # start), so the start phase covers download and load.
     timeouts = (1800.0, 300.0, 300.0)
 
+    # -- declared capabilities (llmdeploy_cli/capabilities.py) ----------------------------
+    model_formats = frozenset({ModelFormat.HF_FOLDER})
+    # vllm/entrypoints/openai/api_server.py: chat and completions; for pooling models
+    # /v1/embeddings and /v1/rerank.
+    tasks = frozenset({Task.CHAT, Task.COMPLETIONS, Task.EMBEDDINGS, Task.RERANK})
+    runs_on_cpu = False  # llmctl installs and plans the CUDA build only
+    container = ContainerSpec("vllm/vllm-openai:v{version}", "/root/.cache/huggingface", "HF_HOME")
+    install = Recipe(
+        default_version="0.33.0",
+        devices=("cuda",),
+        packages=("vllm=={version}",),
+        torch={"cuda": None},  # vLLM pins its own torch exactly
+        prefer_uv=True,
+        notes=("vLLM's exact pins may not resolve with plain pip: install uv",),
+    )
+    # vllm/envs.py: VLLM_USE_MODELSCOPE is true when its lower-cased value is "true".
+    hub = HubVars(
+        offline=HF_OFFLINE,
+        modelscope={"VLLM_USE_MODELSCOPE": "true"},
+        cache_env="HF_HOME",
+        endpoint_env="HF_ENDPOINT",
+    )
+    flag_source = FlagSource("vllm", reader_file=reader_path("vllm"))
+
     # -- static side ----------------------------------------------------------------------
     def check(self, profile: Profile, version: str) -> list[ProfileIssue]:
         issues = super().check(profile, version)
@@ -276,9 +310,7 @@ class VllmBackend(Backend):
                 "set server.api_key_env instead (llmctl passes it as VLLM_API_KEY)"
             )
 
-        env = self.base_env(profile, ctx)
-        if profile.hub.source == "modelscope":
-            env["VLLM_USE_MODELSCOPE"] = "true"  # vLLM compares the lower-cased value to "true"
+        env = self.base_env(profile, ctx)  # with hub's VLLM_USE_MODELSCOPE
         key = ctx.secret(profile.server.api_key_env)
         if key is not None:
             env["VLLM_API_KEY"] = key

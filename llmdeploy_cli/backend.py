@@ -1,4 +1,4 @@
-"""The backend plugin interface (DESIGN.md §3).
+"""The backend plugin interface (docs/design.md §3).
 
 A backend turns a Profile into a Plan (argv, env, generated files, the endpoint) without
 side effects, so every backend is covered by golden tests on any machine. The runtime side
@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from llmdeploy_cli.capabilities import HF_OFFLINE, NOT_SUPPORTED, UNDECLARED, supported
 from llmdeploy_cli.command import Command, GeneratedFile, Secret, Step, looks_secret
-from llmdeploy_cli.errors import ProfileError, ProfileIssue
+from llmdeploy_cli.errors import LlmctlError, ProfileError, ProfileIssue
 
 if TYPE_CHECKING:  # pragma: no cover
     import httpx
@@ -147,6 +148,30 @@ class Backend:
     # local directory): readiness then goes from health straight to a real completion.
     lists_models: ClassVar[bool] = True
 
+    # -- declared capabilities (llmdeploy_cli/capabilities.py) -----------------------------
+    # Every backend sets each one; NOT_SUPPORTED says the engine lacks it. The contract
+    # test fails for a registered backend that leaves one UNDECLARED.
+    model_formats: ClassVar[Any] = UNDECLARED  # frozenset[ModelFormat] | NOT_SUPPORTED
+    tasks: ClassVar[Any] = UNDECLARED  # frozenset[Task] | NOT_SUPPORTED
+    runs_on_cpu: ClassVar[Any] = UNDECLARED  # bool
+    container: ClassVar[Any] = UNDECLARED  # ContainerSpec | NOT_SUPPORTED
+    install: ClassVar[Any] = UNDECLARED  # Recipe | NOT_SUPPORTED
+    hub: ClassVar[Any] = UNDECLARED  # HubVars
+    flag_source: ClassVar[Any] = UNDECLARED  # FlagSource | NOT_SUPPORTED
+    memory: ClassVar[Any] = UNDECLARED  # a memory rule of llmdeploy_cli.models
+
+    def capability(self, name: str) -> Any:
+        """A declared capability (possibly NOT_SUPPORTED), or a clear error when the backend
+        left it undeclared."""
+        value = getattr(self, name, UNDECLARED)
+        if value is UNDECLARED:
+            raise LlmctlError(
+                f"backend '{self.name}' does not declare its {name} capability",
+                hint="the plugin must set it (NOT_SUPPORTED when its engine lacks it); "
+                "see docs/writing-a-backend.md",
+            )
+        return value
+
     # -- static side ----------------------------------------------------------------------
     def options(self, profile: Profile) -> BaseModel:
         try:
@@ -221,8 +246,9 @@ class Backend:
             env["HF_HOME"] = os.path.expanduser(hub.cache_dir)
         if hub.token_env:
             env["HF_TOKEN"] = ctx.secret(hub.token_env)
+        hubvars = self.hub if supported(self.hub) else None
         if profile.offline:
-            env.update(OFFLINE_ENV)
+            env.update(hubvars.offline if hubvars is not None else OFFLINE_ENV)
         devices = profile.resources.visible_devices
         if devices is not None:
             env["CUDA_VISIBLE_DEVICES"] = (
@@ -230,6 +256,12 @@ class Backend:
             )
         for k, v in profile.env.items():
             env[k] = Secret(v) if looks_secret(k) and v else v
+        # The declared hub variables (HubVars) win over env: what doctor checks is set.
+        if hubvars is not None:
+            if hub.source == "modelscope" and supported(hubvars.modelscope):
+                env.update(hubvars.modelscope)
+            if hubvars.source_env:
+                env[hubvars.source_env] = hub.source
         return env
 
     # -- runtime side ---------------------------------------------------------------------
@@ -343,12 +375,7 @@ COMMON_KEYS = frozenset(
     }
 )
 
-OFFLINE_ENV = {
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "HF_DATASETS_OFFLINE": "1",
-    "HF_HUB_DISABLE_TELEMETRY": "1",
-}
+OFFLINE_ENV = dict(HF_OFFLINE)
 
 
 def _server_message(r) -> str:
@@ -417,6 +444,7 @@ __all__ = [
     "Command",
     "Endpoint",
     "GeneratedFile",
+    "NOT_SUPPORTED",
     "NoOptions",
     "OFFLINE_ENV",
     "Plan",

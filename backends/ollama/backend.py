@@ -24,7 +24,6 @@ from llmctl_backends.ollama.model import (
 )
 
 from llmdeploy_cli.backend import (
-    OFFLINE_ENV,
     Backend,
     Command,
     Endpoint,
@@ -35,6 +34,14 @@ from llmdeploy_cli.backend import (
     RenderContext,
     Secret,
     Step,
+)
+from llmdeploy_cli.capabilities import (
+    HF_OFFLINE,
+    NOT_SUPPORTED,
+    ContainerSpec,
+    HubVars,
+    ModelFormat,
+    Task,
 )
 from llmdeploy_cli.command import looks_secret
 from llmdeploy_cli.engine_env import executable_for_argv
@@ -78,6 +85,17 @@ class OllamaBackend(Backend):
     )
     # The load phase covers pull + create + preload (a download can be long).
     timeouts = (120.0, 1800.0, 300.0)
+
+    # -- declared capabilities (llmdeploy_cli/capabilities.py) ----------------------------
+    model_formats = frozenset({ModelFormat.GGUF, ModelFormat.REGISTRY_NAME})
+    # docs/openai.mdx: /v1/chat/completions, /v1/completions, /v1/embeddings; no rerank
+    tasks = frozenset({Task.CHAT, Task.COMPLETIONS, Task.EMBEDDINGS})
+    runs_on_cpu = True
+    container = ContainerSpec("ollama/ollama:{version}", "/root/.ollama", "OLLAMA_MODELS")
+    install = NOT_SUPPORTED  # a Go binary from Ollama's download page (install_hint)
+    # Ollama reads none of HF_OFFLINE; server_env sets them anyway (the offline contract).
+    hub = HubVars(offline=HF_OFFLINE, modelscope=NOT_SUPPORTED, cache_env="OLLAMA_MODELS")
+    flag_source = NOT_SUPPORTED  # `ollama serve` takes no flags: it reads OLLAMA_* variables
 
     # -- static side ----------------------------------------------------------------------
     def check(self, profile: Profile, version: str) -> list[ProfileIssue]:
@@ -243,7 +261,7 @@ class OllamaBackend(Backend):
         if profile.offline:
             # Ollama reads none of these; set anyway so every engine keeps the offline
             # contract (preflight checks it), and so nothing it starts reaches a hub.
-            env.update(OFFLINE_ENV)
+            env.update(self.hub.offline)
         devices = r.visible_devices
         if devices is not None:
             env["CUDA_VISIBLE_DEVICES"] = (

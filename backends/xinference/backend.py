@@ -26,6 +26,16 @@ from llmdeploy_cli.backend import (
     Step,
     flag,
 )
+from llmdeploy_cli.capabilities import (
+    HF_OFFLINE,
+    ContainerSpec,
+    FlagCommand,
+    FlagSource,
+    HubVars,
+    ModelFormat,
+    Recipe,
+    Task,
+)
 from llmdeploy_cli.engine_env import executable_for_argv, version_tuple
 from llmdeploy_cli.errors import ProfileError, ProfileIssue
 from llmdeploy_cli.memory_rules import PYTORCH_BASE, BaseMemory, NoPool
@@ -67,6 +77,63 @@ class XinferenceBackend(Backend):
     )
     # start: the supervisor comes up in seconds; load: the launch downloads and loads.
     timeouts = (120.0, 1800.0, 300.0)
+
+    # -- declared capabilities (llmdeploy_cli/capabilities.py) ----------------------------
+    model_formats = frozenset({ModelFormat.HF_FOLDER, ModelFormat.REGISTRY_NAME})
+    # xinference/api/restful_api.py: chat, completions, embeddings and rerank routes
+    tasks = frozenset({Task.CHAT, Task.COMPLETIONS, Task.EMBEDDINGS, Task.RERANK})
+    runs_on_cpu = True  # --n-gpu none (resources.device: cpu)
+    container = ContainerSpec(
+        "xprobe/xinference:v{version}", "/root/.xinference", "XINFERENCE_HOME"
+    )
+    install = Recipe(
+        default_version="4.1.0",
+        devices=("cpu", "cuda"),
+        # The transformers engine's needs out of xinference[transformers]: that extra
+        # also pulls decord, pytorchvideo, bitsandbytes, optimum and audio libraries
+        # (140 packages instead of 99), none of which a text model needs.
+        packages=(
+            "xinference=={version}",
+            "transformers",
+            "accelerate",
+            "sentencepiece",
+            "tiktoken",
+            "protobuf",
+        ),
+        torch={"cpu": "2.13.0", "cuda": None},  # the CPU torch of the project's .venv
+        notes=(
+            "xinference depends on timm, which pulls torchvision: the index's build is "
+            "for CUDA torch and does not load with a CPU torch; llmctl removes it on CPU",
+            "4.x creates a virtualenv per launched model by default "
+            "(XINFERENCE_ENABLE_VIRTUAL_ENV): set it to 0 to use this env as it is",
+        ),
+    )
+    # Unset, Xinference guesses the hub from the locale (XINFERENCE_MODEL_SRC), so
+    # base_env always sets it; the HF and ModelScope caches live under XINFERENCE_HOME.
+    hub = HubVars(
+        offline=HF_OFFLINE,
+        modelscope={},
+        source_env="XINFERENCE_MODEL_SRC",
+        cache_env="XINFERENCE_HOME",
+        endpoint_env="HF_ENDPOINT",
+    )
+    # xinference/deploy/cmdline.py: `local` and `model_launch` (click commands).
+    flag_source = FlagSource(
+        "xinference",
+        commands=(
+            FlagCommand("xinference-local", "click", "xinference.deploy.cmdline:local"),
+            FlagCommand(
+                "xinference launch",
+                "click",
+                "xinference.deploy.cmdline:model_launch",
+                # `launch` forwards unknown `--key value` pairs to the model as kwargs.
+                passes_unknown=True,
+                note="the options listed are checked exactly; any other --key value pair "
+                "is forwarded to the model as a keyword argument (allow_extra_args), so it "
+                "cannot be checked here and is reported as a warning",
+            ),
+        ),
+    )
 
     # -- static ---------------------------------------------------------------------------
     def options(self, profile: Profile) -> BaseModel:
@@ -282,9 +349,7 @@ class XinferenceBackend(Backend):
         flag(argv, "--log-level", opts.log_level)
         argv += profile.extra_args
 
-        env = self.base_env(profile, ctx)
-        # Unset, Xinference guesses the hub from the locale: always say which one.
-        env["XINFERENCE_MODEL_SRC"] = profile.hub.source
+        env = self.base_env(profile, ctx)  # with XINFERENCE_MODEL_SRC (hub.source_env)
         if opts.home:
             env["XINFERENCE_HOME"] = os.path.expanduser(opts.home)
         if not self.auth_on(profile, opts):

@@ -1,0 +1,265 @@
+"""What a backend declares about its engine: the capabilities the core asks instead of
+keeping lists of engine names.
+
+A leaf module (standard library only): the core, every backend and the models code import
+it. Each capability is a ClassVar on `llmdeploy_cli.backend.Backend` that starts as
+`UNDECLARED`; a backend sets every one, using `NOT_SUPPORTED` for what its engine lacks
+(docs/writing-a-backend.md says what each command then does). A contract test
+(tests/backends/test_capabilities.py) fails for a registered backend that leaves one
+undeclared.
+
+- `model_formats`: frozenset of ModelFormat, what model sources the engine loads;
+- `tasks`: frozenset of Task, what it serves (`routes(tasks)`: the OpenAI paths);
+- `runs_on_cpu`: bool (False is "not supported");
+- `container`: ContainerSpec, or NOT_SUPPORTED (no image and no known cache path);
+- `install`: Recipe for `llmctl engine install`, or NOT_SUPPORTED;
+- `hub`: HubVars, the offline, ModelScope and cache variables its build() sets;
+- `flag_source`: FlagSource, how flag_snapshot.py reads its CLI parser, or NOT_SUPPORTED;
+- `memory`: how it sizes its memory (the rule objects are llmdeploy_cli.models' own).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+
+class _Marker:
+    """A named singleton (NOT_SUPPORTED, UNDECLARED); falsy, so `if cap:` skips both."""
+
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __repr__(self) -> str:
+        return self._name
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __reduce__(self) -> str:
+        return self._name  # copies and pickles stay the same object
+
+
+NOT_SUPPORTED: Any = _Marker("NOT_SUPPORTED")
+"""The engine lacks this capability; the commands that need it say so (or skip it)."""
+UNDECLARED: Any = _Marker("UNDECLARED")
+"""The base class default: the backend has not said. The contract test refuses it."""
+
+NAMES = (
+    "model_formats",
+    "tasks",
+    "runs_on_cpu",
+    "container",
+    "install",
+    "hub",
+    "flag_source",
+    "memory",
+)
+
+
+def is_declared(value: object) -> bool:
+    return value is not UNDECLARED
+
+
+def supported(value: object) -> bool:
+    """Declared and not NOT_SUPPORTED."""
+    return value is not UNDECLARED and value is not NOT_SUPPORTED
+
+
+# -- model formats and tasks -------------------------------------------------------------
+
+
+class ModelFormat(str, enum.Enum):
+    HF_FOLDER = "hf-folder"  # Hugging Face layout (config.json + weights): a folder or hub id
+    GGUF = "gguf"  # one GGUF file (or a folder of them)
+    REGISTRY_NAME = "registry-name"  # a name in the engine's own model registry
+
+
+class Task(str, enum.Enum):
+    CHAT = "chat"
+    COMPLETIONS = "completions"
+    EMBEDDINGS = "embeddings"
+    RERANK = "rerank"
+
+
+ROUTES: Mapping[Task, tuple[str, ...]] = MappingProxyType(
+    {
+        Task.CHAT: ("/v1/chat/completions",),
+        Task.COMPLETIONS: ("/v1/completions",),
+        Task.EMBEDDINGS: ("/v1/embeddings",),
+        Task.RERANK: ("/v1/rerank",),
+    }
+)
+
+# A profile's model.task -> the Task it serves.
+PROFILE_TASKS: Mapping[str, Task] = MappingProxyType(
+    {"chat": Task.CHAT, "embedding": Task.EMBEDDINGS, "rerank": Task.RERANK}
+)
+
+
+def task_of(task: Task | str) -> Task:
+    """A Task from a Task, its value, or a profile's model.task ("embedding")."""
+    if isinstance(task, Task):
+        return task
+    return PROFILE_TASKS.get(task) or Task(task)
+
+
+def routes(tasks: Iterable[Task | str]) -> tuple[str, ...]:
+    """The OpenAI-compatible paths that serve these tasks, in Task order, no repeats."""
+    want = {task_of(t) for t in tasks}
+    out: list[str] = []
+    for task in Task:
+        if task in want:
+            out += [r for r in ROUTES[task] if r not in out]
+    return tuple(out)
+
+
+# -- container ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """How the engine runs in a container (export kubernetes/compose)."""
+
+    # The engine project's image, `{version}` = the engine version argv was rendered for;
+    # None: no image llmctl knows (export then needs --image).
+    image_template: str | None
+    cache_path: str  # where the engine keeps downloads inside its image (as root)
+    cache_env: str | None = None  # the variable that moves that cache (HF_HOME)
+
+
+# -- install -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How `llmctl engine install NAME` builds the engine's own virtual environment.
+
+    `name`, `distribution` and `executable` are the backend's (the catalog fills them in);
+    a backend declares only the install facts.
+    """
+
+    default_version: str
+    devices: tuple[str, ...]
+    # Requirements after torch, `{version}` filled in. Kept as small as the served task
+    # needs: the big "[all]"-style extras pull video/audio/quantization stacks.
+    packages: tuple[str, ...]
+    # The torch installed first, per device (None: let the engine's own pins choose).
+    torch: Mapping[str, str | None] = field(default_factory=dict)
+    prefer_uv: bool = False  # pip alone is known to fail on this engine's pins
+    notes: tuple[str, ...] = ()
+    # Where the committed constraints files NAME-VERSION[-DEVICE].txt live: "package:folder".
+    constraints: str = "llmdeploy_cli:data/constraints"
+    name: str = ""
+    distribution: str = ""
+    executable: str = ""
+
+    def requirements(self, version: str) -> list[str]:
+        return [p.format(version=version) for p in self.packages]
+
+    def install_requirements(self, version: str, device: str) -> list[str]:
+        """Everything an install asks for: the torch it installs first, then the packages."""
+        torch = self.torch.get(device)
+        return ([f"torch=={torch}"] if torch else []) + self.requirements(version)
+
+
+# -- hub and offline variables -----------------------------------------------------------
+
+HF_OFFLINE: Mapping[str, str] = MappingProxyType(
+    {
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+    }
+)
+
+
+@dataclass(frozen=True)
+class HubVars:
+    """The variables the engine reads about hubs, exactly as its build() sets them."""
+
+    offline: Mapping[str, str]  # set when the profile is offline
+    # Set when hub.source is modelscope; NOT_SUPPORTED: the engine cannot download from it.
+    modelscope: Mapping[str, str] | Any = NOT_SUPPORTED
+    source_env: str | None = None  # set to hub.source in every case (XINFERENCE_MODEL_SRC)
+    cache_env: str | None = None  # where it keeps downloaded models (HF_HOME, OLLAMA_MODELS)
+    endpoint_env: str | None = None  # carries hub.endpoint (HF_ENDPOINT); None: no mirror
+
+    def required(self, *, source: str, offline: bool, endpoint: str | None) -> dict[str, str]:
+        """The variables (and values) the server's environment must carry."""
+        need: dict[str, str] = dict(self.offline) if offline else {}
+        if source == "modelscope" and supported(self.modelscope):
+            need.update(self.modelscope)
+        if self.source_env:
+            need[self.source_env] = source
+        if endpoint and self.endpoint_env:
+            need[self.endpoint_env] = endpoint
+        return need
+
+
+# -- flag snapshots ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FlagCommand:
+    """One command whose parser flag_snapshot.py reads, declared as data."""
+
+    command: str  # how argv starts: "vllm serve", "python -m sglang.launch_server"
+    reader: str  # "argparse" | "click" | "typer"
+    # "module:attr.path": the parser / click command / Typer app, or a function returning it
+    target: str
+    subcommand: str = ""  # a Typer app's (or click group's) subcommand to read
+    passes_unknown: bool = False  # unknown --key value pairs are forwarded, not refused
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class FlagSource:
+    """How to snapshot the engine's CLI parser, inside the engine's own environment.
+
+    Either `commands` (data), or `reader_file`: a standalone script shipped with the
+    backend (stdlib + the engine, never llmdeploy_cli) defining `read(walkers) -> list`
+    of command documents; `walkers` is flag_snapshot.py itself (its parser walkers).
+    """
+
+    distribution: str  # whose version the snapshot records
+    commands: tuple[FlagCommand, ...] = ()
+    reader_file: str | None = None
+    # Where committed snapshots ENGINE-VERSION.json live: "package:folder".
+    snapshots: str = "llmdeploy_cli:data/flags"
+
+    def as_spec(self, engine: str) -> dict:
+        """The JSON document flag_snapshot.py takes (--spec)."""
+        return {
+            "engine": engine,
+            "distribution": self.distribution,
+            "commands": [vars(c).copy() for c in self.commands],
+            "reader_file": self.reader_file,
+        }
+
+
+__all__ = [
+    "HF_OFFLINE",
+    "NAMES",
+    "NOT_SUPPORTED",
+    "PROFILE_TASKS",
+    "ROUTES",
+    "UNDECLARED",
+    "ContainerSpec",
+    "FlagCommand",
+    "FlagSource",
+    "HubVars",
+    "ModelFormat",
+    "Recipe",
+    "Task",
+    "is_declared",
+    "routes",
+    "supported",
+    "task_of",
+]
