@@ -3,9 +3,10 @@
 argparse accepts abbreviations (`--gpu-mem 0.7` parses in vLLM), so "it parses" proves
 nothing. A flag is right only when it is an exact option string of the parser of that
 engine version, and its value is one of the recorded choices. The option lists come from
-`flag_snapshot.py`, run in the engine's own environment (cached per engine and version
-under the state dir) or, for engines not installed here, from the snapshots committed
-under `llmdeploy_cli/data/flags/`.
+`flag_snapshot.py`, run in the engine's own environment with what the backend declares as
+its `flag_source` (cached per engine and version under the state dir) or, for engines not
+installed here, from the snapshots committed where that flag source says (the built-ins':
+`llmdeploy_cli/data/flags/`). A backend whose flag_source is NOT_SUPPORTED is not checked.
 """
 
 from __future__ import annotations
@@ -37,16 +38,46 @@ class FlagProblem:
 # -- snapshots --------------------------------------------------------------------------------
 
 
+def flag_source(engine: str):
+    """The registered backend's declared FlagSource, or None (not supported, or unknown)."""
+    from llmdeploy_cli import registry
+    from llmdeploy_cli.capabilities import supported
+    from llmdeploy_cli.errors import LlmctlError
+
+    try:
+        source = registry.get(engine).flag_source
+    except LlmctlError:
+        return None
+    return source if supported(source) else None
+
+
+def snapshot_dir(engine: str) -> Path:
+    """Where the committed snapshots of `engine` live ("package:folder" of its FlagSource)."""
+    from importlib import resources
+
+    source = flag_source(engine)
+    if source is None:
+        return DATA
+    package, _, folder = source.snapshots.partition(":")
+    return Path(str(resources.files(package))) / folder
+
+
 def committed_versions(engine: str) -> list[str]:
     from llmdeploy_cli.engine_env import version_tuple
 
-    found = [p.stem[len(engine) + 1 :] for p in DATA.glob(f"{engine}-*.json")]
+    found = [p.stem[len(engine) + 1 :] for p in snapshot_dir(engine).glob(f"{engine}-*.json")]
     return sorted(found, key=version_tuple)
 
 
 def committed_snapshot(engine: str, version: str) -> dict | None:
-    path = DATA / f"{engine}-{version}.json"
+    path = snapshot_dir(engine) / f"{engine}-{version}.json"
     return json.loads(path.read_text()) if path.exists() else None
+
+
+def spec_for(engine: str) -> dict | None:
+    """What flag_snapshot.py --spec takes for `engine`, or None when it has no flag source."""
+    source = flag_source(engine)
+    return None if source is None else source.as_spec(engine)
 
 
 def engine_python(executable: str) -> str | None:
@@ -68,17 +99,23 @@ def engine_python(executable: str) -> str | None:
     return str(beside) if beside.exists() else None
 
 
-def installed_snapshot(engine: str, version: str, python: str, cache_dir: Path) -> dict:
+def installed_snapshot(
+    engine: str, version: str, python: str, cache_dir: Path, spec: dict | None = None
+) -> dict:
     """Introspect the installed engine's parser (cached per engine and version)."""
     from llmdeploy_cli.errors import PreflightError
 
     cache = cache_dir / "flags" / f"{engine}-{version}.json"
     if cache.exists():
         return json.loads(cache.read_text())
+    spec = spec if spec is not None else spec_for(engine)
+    if spec is None:
+        raise PreflightError(f"backend '{engine}' declares no flag source to read its parser")
     env = {**os.environ, "VLLM_TARGET_DEVICE": os.environ.get("VLLM_TARGET_DEVICE", "cpu")}
+    argv = [python, str(SNAPSHOT_SCRIPT), "--spec", json.dumps(spec)]
     try:
         proc = subprocess.run(
-            [python, str(SNAPSHOT_SCRIPT), engine],
+            argv,
             capture_output=True,
             text=True,
             timeout=300,
@@ -91,7 +128,7 @@ def installed_snapshot(engine: str, version: str, python: str, cache_dir: Path) 
         raise PreflightError(
             f"could not read {engine}'s parser with {python}: {last}",
             hint="is the engine importable in that environment? try: "
-            f"{python} {SNAPSHOT_SCRIPT} {engine}",
+            f'{python} {SNAPSHOT_SCRIPT} --spec "$(llmctl backends --flag-spec {engine})"',
         )
     doc = json.loads(proc.stdout)
     atomic_write(cache, proc.stdout)
@@ -223,18 +260,20 @@ def check_resolved(resolved, state_dir: Path) -> FlagReport:
     (introspected once per engine version, then cached); else the committed snapshot of
     the version rendered for; else nothing to check against, said plainly.
     """
+    from llmdeploy_cli.capabilities import supported
     from llmdeploy_cli.engine_env import find_executable
-    from llmdeploy_cli.flag_snapshot import ENGINES
 
     backend, profile, plan = resolved.backend, resolved.profile, resolved.plan
     engine, version = backend.name, plan.engine_version or backend.newest_known
     snapshot, source = None, ""
-    readable = engine in ENGINES  # engines whose parser flag_snapshot.py knows how to read
+    flags = backend.capability("flag_source")
+    readable = supported(flags)  # the backend says how flag_snapshot.py reads its parser
     if readable and (plan.version_source or "").startswith("dist-info"):
         exe = find_executable(backend, profile)
         python = engine_python(exe) if exe else None
         if python:
-            snapshot = installed_snapshot(engine, version, python, state_dir)
+            spec = flags.as_spec(engine)
+            snapshot = installed_snapshot(engine, version, python, state_dir, spec)
             source = f"installed {engine} {version} ({python})"
     if snapshot is None:
         snapshot = committed_snapshot(engine, version)

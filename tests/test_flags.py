@@ -2,8 +2,9 @@
 
 argparse expands abbreviations (`--gpu-mem` parses in vLLM), so "it parses" proves nothing.
 The option lists are the snapshots committed under llmdeploy_cli/data/flags/, read from
-each engine's own parser object by llmdeploy_cli/flag_snapshot.py in an environment where
-the engine was installed; these tests only read the committed JSON (no engine needed).
+each engine's own parser object by llmdeploy_cli/flag_snapshot.py (given the backend's
+declared flag_source) in an environment where the engine was installed; these tests only
+read the committed JSON (no engine needed).
 
 - every example profile, rendered for each snapshotted version of its engine;
 - a generated matrix per backend and snapshotted version: a base profile, then each common
@@ -22,6 +23,7 @@ import pytest
 
 from llmdeploy_cli import flag_snapshot, flagcheck, registry
 from llmdeploy_cli.backend import COMMON_KEYS
+from llmdeploy_cli.capabilities import supported
 from llmdeploy_cli.errors import ProfileError
 from llmdeploy_cli.flagcheck import (
     DATA,
@@ -48,9 +50,10 @@ PORT = 54321  # for `port: auto`
 
 # (backend, version) for every backend that has a committed snapshot.
 SNAPSHOTTED = [(b, v) for b in registry.names() for v in committed_versions(b)]
-# Backends whose engine flag_snapshot.py can read (a Python parser). Not Ollama (configured
-# through its environment and a Modelfile) nor C++ servers such as llama.cpp's.
-READABLE = set(flag_snapshot.ENGINES) & set(registry.names())
+# Backends whose engine flag_snapshot.py can read (a Python parser): those that declare a
+# flag_source. Not Ollama (configured through its environment and a Modelfile) nor C++
+# servers such as llama.cpp's (flag_source NOT_SUPPORTED).
+READABLE = {n for n in registry.names() if supported(registry.get(n).flag_source)}
 
 
 def _id(backend: str, version: str) -> str:
@@ -545,3 +548,88 @@ def test_flagcheck_module_reads_the_committed_data():
     assert flagcheck.DATA.is_dir()
     for engine in ("lmdeploy", "sglang", "xinference", "infinity", "transformers", "vllm"):
         assert committed_versions(engine), f"no committed snapshot of {engine}"
+
+
+# -- flag_snapshot.py reads what a backend declares ---------------------------------------------
+
+FAKE_CLI = """
+import argparse
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="fake")
+    p.add_argument("--port", type=int)
+    p.add_argument("--mode", choices=["a", "b"])
+    p.add_argument("--verbose", action="store_true")
+    return p
+"""
+
+
+def _snapshot(spec: dict, pythonpath) -> tuple[int, str, str]:
+    import os
+    import subprocess
+    import sys
+
+    script = flagcheck.SNAPSHOT_SCRIPT
+    env = {**os.environ, "PYTHONPATH": str(pythonpath)}
+    proc = subprocess.run(
+        [sys.executable, str(script), "--spec", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_flag_snapshot_reads_a_declared_argparse_command(tmp_path):
+    from llmdeploy_cli.capabilities import FlagCommand, FlagSource
+
+    (tmp_path / "fake_cli.py").write_text(FAKE_CLI)
+    source = FlagSource(
+        "pytest", commands=(FlagCommand("fake serve", "argparse", "fake_cli:build_parser"),)
+    )
+    rc, out, err = _snapshot(source.as_spec("fake"), tmp_path)
+    assert rc == 0, err
+    doc = json.loads(out)
+    assert doc["engine"] == "fake" and doc["distribution"] == "pytest" and doc["version"]
+    opts = doc["commands"][0]["options"]
+    assert doc["commands"][0]["command"] == "fake serve"
+    assert opts["--port"] == {"takes_value": True, "choices": None, "kind": "int"}
+    assert opts["--mode"]["choices"] == ["a", "b"]
+    assert opts["--verbose"]["takes_value"] is False
+    assert "--help" not in opts
+    assert out == flag_snapshot.dumps(doc)  # one option per line, as committed
+
+
+def test_flag_snapshot_runs_a_backend_reader_file(tmp_path):
+    from llmdeploy_cli.capabilities import FlagSource
+
+    (tmp_path / "fake_cli.py").write_text(FAKE_CLI)
+    reader = tmp_path / "reader.py"
+    reader.write_text(
+        "import fake_cli\n\n"
+        "def read(walkers):\n"
+        "    parser = fake_cli.build_parser()\n"
+        "    return [{'command': 'fake serve', 'options': walkers.argparse_options(parser)}]\n"
+    )
+    spec = FlagSource("pytest", reader_file=str(reader)).as_spec("fake")
+    rc, out, err = _snapshot(spec, tmp_path)
+    assert rc == 0, err
+    assert set(json.loads(out)["commands"][0]["options"]) == {"--port", "--mode", "--verbose"}
+
+
+def test_flag_snapshot_refuses_a_spec_it_cannot_read(tmp_path):
+    rc, out, err = _snapshot({"engine": "fake"}, tmp_path)
+    assert rc == 2 and out == "" and "not a flag spec" in err
+
+
+def test_every_readable_backend_has_a_spec_the_cli_prints(capsys):
+    from llmdeploy_cli.cli.app import main
+
+    for name in sorted(READABLE):
+        assert main(["backends", "--flag-spec", name]) == 0
+        spec = json.loads(capsys.readouterr().out)
+        assert spec["engine"] == name
+        assert spec["commands"] or spec["reader_file"]
+        if spec["reader_file"]:
+            assert __import__("os").path.isfile(spec["reader_file"]), spec["reader_file"]

@@ -20,10 +20,21 @@ def backends(
         typer.Option("--profile", help="Look for the engine where this profile's runtime points."),
     ] = None,
     json_: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+    flag_spec: Annotated[
+        str | None,
+        typer.Option(
+            "--flag-spec",
+            metavar="NAME",
+            help="Print the JSON that flag_snapshot.py reads backend NAME's parser with.",
+        ),
+    ] = None,
 ) -> int:
     """List backend plugins, their package, and the engine version found (without running it)."""
     from llmdeploy_cli import registry
     from llmdeploy_cli.backend_info import describe_all
+
+    if flag_spec is not None:
+        return _print_flag_spec(flag_spec)
 
     prof = None
     if profile is not None:
@@ -54,3 +65,20 @@ def _engine_text(r: dict) -> str:
     else:
         where = f"{r['executable_path']} has no {r['name']} package"
     return f"not installed ({where}); renders for {r['engine_version']}"
+
+
+def _print_flag_spec(name: str) -> int:
+    import json
+
+    from llmdeploy_cli import registry
+    from llmdeploy_cli.capabilities import supported
+    from llmdeploy_cli.errors import UsageError
+
+    source = registry.get(name).capability("flag_source")
+    if not supported(source):
+        raise UsageError(
+            f"backend '{name}' has no CLI parser llmctl can read (flag_source: NOT_SUPPORTED)",
+            hint="its flags are not checked; see docs/writing-a-backend.md",
+        )
+    out(json.dumps(source.as_spec(name), sort_keys=True))
+    return 0

@@ -286,7 +286,7 @@ def _build(recipe, version, device, cfile, target: Path, tools: Tools, emit) -> 
     cpath = target / "llmctl-constraints.txt"
     torch = recipe.torch.get(device)
     if cfile:
-        cpath.write_text(catalog.constraints_text(cfile))
+        cpath.write_text(catalog.constraints_text(cfile, recipe.name))
     else:
         # --unpinned: the resolver chooses everything but the CPU torch, which stays pinned
         # so that no later package can swap it for a CUDA build

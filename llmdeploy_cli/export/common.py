@@ -25,23 +25,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from llmdeploy_cli.capabilities import supported
 from llmdeploy_cli.command import Secret, looks_secret
 from llmdeploy_cli.errors import LlmctlError, ProfileError, UsageError
 
-DEFAULT_IMAGES = {
-    # Docker Hub images of the engine projects themselves, tagged by release (the tag is the
-    # engine version the argv was rendered for, so image and flags agree); --image overrides.
-    "vllm": "vllm/vllm-openai:v{version}",
-    "ollama": "ollama/ollama:{version}",
-    "sglang": "lmsysorg/sglang:v{version}",
-    "lmdeploy": "openmmlab/lmdeploy:v{version}",
-    "xinference": "xprobe/xinference:v{version}",
-}
+# The image, its cache path and the variable that moves the cache are each backend's
+# declared `container` capability (llmdeploy_cli.capabilities.ContainerSpec): the engine
+# project's own image, tagged by release (the tag is the engine version the argv was
+# rendered for, so image and flags agree); --image overrides.
 POD_BIND_HOST = "0.0.0.0"
-DEFAULT_CACHE_PATH = "/root/.cache/huggingface"  # HF_HOME default for root in engine images
-# Where engines keep downloaded models when no variable says otherwise (root in the image).
-DEFAULT_CACHE_PATHS = {"ollama": "/root/.ollama", "xinference": "/root/.xinference"}
-CACHE_ENV_VARS = ("HF_HOME", "OLLAMA_MODELS", "XINFERENCE_HOME")
 _SENTINEL = "llmctl-export-secret-{}"
 
 
@@ -54,7 +46,7 @@ class ExportError(LlmctlError):
 
 @dataclass(frozen=True)
 class ExportOptions:
-    image: str | None = None  # container image; default per backend (DEFAULT_IMAGES)
+    image: str | None = None  # container image; default: the backend's container capability
     namespace: str | None = None
     cache: str = "pvc"  # pvc | hostpath
     cache_size: str = "100Gi"
@@ -298,12 +290,17 @@ def prepare(
 
     local = profile.model_path()
     model_dir = str(local) if local is not None else None
-    cache_path = opts.cache_path
-    if cache_path is None:
-        cache_path = next(
-            (env[v] for v in CACHE_ENV_VARS if v in env and env[v]),
-            DEFAULT_CACHE_PATHS.get(backend.name, DEFAULT_CACHE_PATH),
+    container = backend.capability("container")
+    if bind_all and not supported(container) and not (opts.image and opts.cache_path):
+        raise ExportError(
+            f"backend '{backend.name}' declares no container (its container capability is "
+            "NOT_SUPPORTED): llmctl knows no image and no cache path for it",
+            hint="pass --image and --cache-path, or export --target systemd",
         )
+    cache_path = opts.cache_path
+    if cache_path is None and supported(container):
+        var = container.cache_env
+        cache_path = env[var] if var and env.get(var) else container.cache_path
     if model_dir:
         notes.append(
             f"the model is a local path ({model_dir}): it is mounted at the same path so "
@@ -357,7 +354,7 @@ def prepare(
         published_host=prof_host,
         gpus=gpus,
         model_dir=model_dir,
-        cache_path=cache_path,
+        cache_path=cache_path or "",
         start_budget_s=float(start + load),
         grace_s=float(stop.grace_s),
         stop_signal=sig_name,
@@ -377,7 +374,8 @@ def default_image(backend, engine_version: str | None, notes: list[str]) -> str:
     """The engine project's image tagged with the release the argv was rendered for; a
     version with no release tag (a dev build, a local +cpu build) falls back to the newest
     release llmctl knows, with a note."""
-    template = DEFAULT_IMAGES.get(backend.name)
+    container = backend.capability("container")
+    template = container.image_template if supported(container) else None
     if template is None:
         return ""
     version = engine_version or backend.newest_known

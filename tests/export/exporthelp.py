@@ -21,6 +21,15 @@ ENVIRON = {"HOME": "/home/user", "LLMCTL_API_KEY": "sk-golden-secret", "HF_TOKEN
 NO_DEFAULT_IMAGE = "transformers-serve:5.23"  # transformers has no official serve image
 
 
+def has_default_image(backend: str) -> bool:
+    """Does the backend's declared container capability name an image?"""
+    from llmdeploy_cli import registry
+    from llmdeploy_cli.capabilities import supported
+
+    container = registry.get(backend).container
+    return supported(container) and container.image_template is not None
+
+
 def pinned_version(path: Path) -> str:
     from llmdeploy_cli import registry
     from llmdeploy_cli.profile import load_profile

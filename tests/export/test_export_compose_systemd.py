@@ -10,15 +10,23 @@ import subprocess
 
 import pytest
 import yaml
-from exporthelp import ENVIRON, EXAMPLES, NO_DEFAULT_IMAGE, PROFILES, render_json, same_profile
+from exporthelp import (
+    ENVIRON,
+    EXAMPLES,
+    NO_DEFAULT_IMAGE,
+    PROFILES,
+    has_default_image,
+    render_json,
+    same_profile,
+)
 
 from llmdeploy_cli.export import export
-from llmdeploy_cli.export.common import DEFAULT_IMAGES, ExportError, ExportOptions
+from llmdeploy_cli.export.common import ExportError, ExportOptions
 
 
 def _opts(path, **kw):
     backend = yaml.safe_load(path.read_text())["backend"]
-    return ExportOptions(image=None if backend in DEFAULT_IMAGES else NO_DEFAULT_IMAGE, **kw)
+    return ExportOptions(image=None if has_default_image(backend) else NO_DEFAULT_IMAGE, **kw)
 
 
 def _compose(path, environ=ENVIRON, **kw):

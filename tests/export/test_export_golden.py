@@ -19,18 +19,19 @@ from exporthelp import (
     NO_DEFAULT_IMAGE,
     ROOT,
     SECRET_VALUES,
+    has_default_image,
     pinned_version,
 )
 
 from llmdeploy_cli.export import TARGETS, export
-from llmdeploy_cli.export.common import DEFAULT_IMAGES, ExportOptions
+from llmdeploy_cli.export.common import ExportOptions
 
 
 def _opts(path, **kw) -> ExportOptions:
     import yaml
 
     backend = yaml.safe_load(path.read_text())["backend"]
-    image = None if backend in DEFAULT_IMAGES else NO_DEFAULT_IMAGE
+    image = None if has_default_image(backend) else NO_DEFAULT_IMAGE
     return ExportOptions(image=image, engine_version=pinned_version(path), **kw)
 
 

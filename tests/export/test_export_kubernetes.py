@@ -15,6 +15,7 @@ from exporthelp import (
     MULTINODE,
     NO_DEFAULT_IMAGE,
     PROFILES,
+    has_default_image,
     render_json,
     same_profile,
 )
@@ -30,7 +31,7 @@ def _prepared(path, environ=None, **kw):
     import yaml
 
     backend = yaml.safe_load(path.read_text())["backend"]
-    image = None if backend in common.DEFAULT_IMAGES else NO_DEFAULT_IMAGE
+    image = None if has_default_image(backend) else NO_DEFAULT_IMAGE
     opts = common.ExportOptions(image=image, **kw)
     return common.prepare(path, "kubernetes", opts, environ), opts
 
