@@ -9,12 +9,13 @@ A list for `--concurrency` or `--request-rate` (`1,4,16`) makes a sweep: one run
 one table, one result file holding every point. `llmctl bench compare A.json B.json ...`
 (a subcommand, dispatched by `_BenchCommand`) puts results side by side with deltas and
 gates regressions against a baseline.
+
+This module parses options and renders; the bench itself (target, workload, sweep, gates,
+result document, outcome) is library calls in bench/sweep.py.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 from pathlib import Path
 from typing import Annotated
@@ -168,9 +169,11 @@ def bench(
 
     `llmctl bench compare A.json B.json ...` compares saved results (see its --help).
     """
-    from llmdeploy_cli.bench.gate import evaluate, parse_gates
+    from llmdeploy_cli.bench import sweep
+    from llmdeploy_cli.bench.gate import parse_gates
     from llmdeploy_cli.bench.metrics import embedding_result_keys, parse_goodput, result_keys
-    from llmdeploy_cli.bench.runner import BenchConfig, run_bench
+    from llmdeploy_cli.bench.runner import BenchConfig
+    from llmdeploy_cli.bench.sweep import build_workload, resolve_target, run_sweep
 
     if file is not None and str(file).split(":")[0] in ("ttft", "tpot", "e2el"):
         raise UsageError(
@@ -207,8 +210,8 @@ def bench(
     rate = rates[0] if rates else math.inf
     conc = concs[0] if concs else None
 
-    base_url, model_name, key, tok_dir, ep_task = _endpoint(file, url, model, api_key_env)
-    task = task or ep_task
+    target = resolve_target(file, url, model, api_key_env)
+    task = task or target.task
     known = embedding_result_keys() if task == "embedding" else result_keys()
     if task != "embedding" and batch_size != 1:
         raise UsageError("--batch-size is for embeddings (--task embedding)")
@@ -220,9 +223,9 @@ def bench(
         gates = [cmp.parse_compare_gate(t, known) for t in fail_if or []]
     else:
         gates = parse_gates(fail_if, known)
-    workload, tok = _workload(
+    workload, tok = build_workload(
         dataset,
-        tokenizer or tok_dir,
+        tokenizer or target.tokenizer_dir,
         None if num_prompts is None else num_prompts * batch_size,
         duration,
         max(rates, default=rate),
@@ -231,14 +234,15 @@ def bench(
         None if task == "embedding" else output_len,
         range_ratio,
         seed,
+        warn=warn,
     )
     workload.notes[:0] = notes
     force = "auto" if force_output_len is None else ("on" if force_output_len else "off")
     cfg = BenchConfig(
-        base_url=base_url,
-        model=model_name,
+        base_url=target.base_url,
+        model=target.model,
         workload=workload,
-        api_key=key,
+        api_key=target.api_key,
         concurrency=conc,
         request_rate=rate,
         burstiness=burstiness,
@@ -255,55 +259,58 @@ def bench(
         batch_size=batch_size,
         workers=workers,
     )
-    if len(concs) > 1:
-        sweep, points = "concurrency", [dataclasses.replace(cfg, concurrency=c) for c in concs]
-    elif len(rates) > 1:
-        sweep, points = "request_rate", [dataclasses.replace(cfg, request_rate=r) for r in rates]
-    else:
-        sweep, points = None, [cfg]
-    runs = []
     with _Progress() as progress:
-        for i, point in enumerate(points):
-            progress.label = _point_label(sweep, point) or "bench"
-            if i > 0:  # the first point checked the endpoint and settled forcing
-                point = dataclasses.replace(point, check=False, model=runs[0].result["model_id"])
-                if not runs[0].result["llmctl"]["forced_output_len"]:
-                    point = dataclasses.replace(point, force_output_len="off")
-            runs.append(run_bench(point, progress))
-            if runs[-1].interrupted or runs[-1].server_lost:
-                break
-    checks_per_run = []
-    for p, run in zip(points, runs, strict=False):
-        if base is not None:
-            checks = _baseline_checks(gates, base, baseline, _point_label(sweep, p), run.result)
-        else:
-            checks = evaluate(gates, run.result) if gates else []
-        if checks:
-            run.result["llmctl"]["gates"] = checks
-        checks_per_run.append(checks)
-    doc = runs[0].result if sweep is None else _sweep_doc(sweep, points, runs)
+        result = run_sweep(
+            cfg, concs, rates, progress, gates=gates, baseline=base, baseline_path=baseline
+        )
     if save_result is not None:
-        from llmdeploy_cli.fsutil import atomic_write
-
-        atomic_write(save_result, json.dumps(doc, indent=2, default=str) + "\n")
+        sweep.save(result, save_result)
     if plot is not None:
-        _plot(plot, sweep, points, runs)
+        sweep.plot(plot, result)
 
     if json_:
-        emit_json(doc)
+        emit_json(result.doc)
     else:
-        for note in dict.fromkeys(n for run in runs for n in run.result["llmctl"]["notes"]):
+        for note in result.notes:
             warn(note)
-        if sweep is None:
-            r = runs[0].result
+        if result.sweep is None:
+            r = result.runs[0].result
             out(summary_embedding(r) if task == "embedding" else summary(r))
         else:
-            out(sweep_table(doc))
+            out(sweep_table(result.doc))
         if save_result is not None:
             info(f"result written to {save_result}")
         if plot is not None:
             info(f"plot written to {plot}")
-    return _exit(runs, [c for cs in checks_per_run for c in cs], save_result, json_)
+    end = sweep.outcome(result)
+    if not json_:
+        _say_outcome(end, save_result)
+    return end.code
+
+
+def _say_outcome(end, saved: Path | None) -> None:
+    where = f"; partial result written to {saved}" if saved else ""
+    if end.kind == "interrupted":
+        error_text(f"interrupted{where}")
+    elif end.kind == "server_lost":
+        error_text(
+            f"lost the server mid-run: {end.completed} completed, {end.failed} failed{where}",
+            "the server stopped answering (crashed or was stopped); check its log",
+        )
+    elif end.kind == "all_failed":
+        first = next(iter(end.failures), "none")
+        ex = end.failure_examples
+        error_text(
+            f"every request failed: {fmt_failures(end.failures)}",
+            f"first {first}: {ex.get(first, '')}" if ex else None,
+        )
+    elif end.kind == "gates_failed":
+        for c in end.failed_checks:
+            if "mode" in c:
+                error_text(f"--fail-if {c['gate']}: failed ({gate_value(c)})")
+                continue
+            v = "no value" if c["value"] is None else f"{c['value']:.4g}"
+            error_text(f"--fail-if {c['gate']}: failed ({c['key']} = {v})")
 
 
 def _int_list(text: str | None, flag: str) -> list[int]:
@@ -330,176 +337,6 @@ def _rate_list(text: str | None) -> list[float]:
     if not values or any(not v > 0 for v in values):
         raise UsageError("--request-rate must be > 0 (or inf)")
     return values
-
-
-def _point_label(sweep: str | None, cfg) -> str:
-    if sweep == "concurrency":
-        return f"concurrency={cfg.concurrency}"
-    if sweep == "request_rate":
-        r = cfg.request_rate
-        return "request_rate=inf" if math.isinf(r) else f"request_rate={r:g}"
-    return ""
-
-
-def _sweep_doc(sweep: str, points: list, runs: list) -> dict:
-    """One file for a sweep: every point's full result (vLLM keys), in order."""
-    from datetime import datetime
-
-    values = [getattr(p, sweep) for p in points]
-    return {
-        "date": f"{datetime.now():%Y%m%d-%H%M%S}",
-        "sweep": {
-            "parameter": sweep,
-            "values": ["inf" if isinstance(v, float) and math.isinf(v) else v for v in values],
-        },
-        "points": [run.result for run in runs],
-        "llmctl": {
-            "points_run": len(runs),
-            "interrupted": any(run.interrupted for run in runs),
-            "server_lost": any(run.server_lost for run in runs),
-        },
-    }
-
-
-def _plot(path: Path, sweep: str | None, points: list, runs: list) -> None:
-    from llmdeploy_cli.bench.plot import draw, series
-
-    data = [
-        series(_point_label(sweep, p), run.result, run.records)
-        for p, run in zip(points, runs, strict=False)
-    ]
-    r0 = runs[0].result
-    what = "embeddings" if r0["endpoint_type"] == "openai-embeddings" else "chat"
-    title = f"llmctl bench: {r0['model_id']} ({what}) at {r0['llmctl']['url']}"
-    try:
-        draw(path, data, title, sweep)
-    except OSError as e:
-        raise LlmctlError(f"cannot write the plot {path}: {e.strerror or e}") from None
-
-
-def _baseline_checks(gates, base, path: Path, label: str, result: dict) -> list[dict]:
-    """This run (or sweep point) against the baseline's point of the same label, or against
-    the baseline when it is a single run. A point the baseline lacks fails its gates."""
-    from llmdeploy_cli.bench import compare as cmp
-
-    here = cmp.ResultFile(Path("this run"), None, [(label, result)])
-    _, b, cand = cmp.match(base, here)[0]
-    out = []
-    for g in gates:
-        failed, value = g.check(b, cand)
-        out.append(
-            {"gate": g.text, "key": g.key, "mode": g.mode, "baseline": str(path),
-             "value": value, "failed": failed}
-        )  # fmt: skip
-    return out
-
-
-def _exit(runs: list, checks: list[dict], saved: Path | None, json_: bool) -> int:
-    where = f"; partial result written to {saved}" if saved else ""
-    completed = sum(run.result["completed"] for run in runs)
-    failed = sum(run.result["failed"] for run in runs)
-    if any(run.interrupted for run in runs):
-        if not json_:
-            error_text(f"interrupted{where}")
-        return 130
-    if any(run.server_lost for run in runs):
-        if not json_:
-            error_text(
-                f"lost the server mid-run: {completed} completed, {failed} failed{where}",
-                "the server stopped answering (crashed or was stopped); check its log",
-            )
-        return int(ExitCode.UNREACHABLE)
-    if completed == 0:
-        if not json_:
-            fails: dict[str, int] = {}
-            ex: dict[str, str] = {}
-            for run in runs:
-                for k, v in run.result["llmctl"]["failures"].items():
-                    fails[k] = fails.get(k, 0) + v
-                ex = {**run.result["llmctl"]["failure_examples"], **ex}
-            first = next(iter(fails), "none")
-            error_text(
-                f"every request failed: {fmt_failures(fails)}",
-                f"first {first}: {ex.get(first, '')}" if ex else None,
-            )
-        return int(ExitCode.RUNTIME)
-    failed_gates = [c for c in checks if c["failed"]]
-    if failed_gates:
-        if not json_:
-            for c in failed_gates:
-                if "mode" in c:
-                    error_text(f"--fail-if {c['gate']}: failed ({gate_value(c)})")
-                    continue
-                v = "no value" if c["value"] is None else f"{c['value']:.4g}"
-                error_text(f"--fail-if {c['gate']}: failed ({c['key']} = {v})")
-        return int(ExitCode.ASSERTION)
-    return 0
-
-
-def _endpoint(file, url, model, api_key_env):
-    """(base_url, model or None, api key or None, tokenizer dir or None, task)."""
-    import os
-
-    if file is not None:
-        from llmdeploy_cli.resolve import resolve_served
-
-        r = resolve_served(file)  # port: auto -> the port its running server got
-        ep = r.plan.endpoint
-        task = "embedding" if ep.task in ("embedding", "embed", "embeddings") else ep.task
-        if task not in ("chat", "embedding"):
-            raise UsageError(
-                f"bench measures chat and embedding endpoints; this profile serves '{ep.task}'",
-            )
-        env_name = api_key_env or ep.api_key_env
-        key = os.environ.get(env_name) if env_name else None
-        if env_name and not key:
-            raise UsageError(f"the API key variable {env_name} is not set")
-        tok_dir = None
-        for cand in (r.profile.model.tokenizer, None):
-            p = _local_dir(r.profile, cand)
-            if p is not None:
-                tok_dir = p
-                break
-        return ep.base_url, model or ep.model, key, tok_dir, task
-    assert url is not None
-    if not url.startswith(("http://", "https://")):
-        raise UsageError(
-            f"--url {url!r} is not an http(s) URL", hint="e.g. http://127.0.0.1:8000/v1"
-        )
-    key = os.environ.get(api_key_env) if api_key_env else None
-    if api_key_env and not key:
-        raise UsageError(f"the API key variable {api_key_env} is not set")
-    return url.rstrip("/"), model, key, None, "chat"
-
-
-def _local_dir(profile, source: str | None) -> Path | None:
-    if source is not None:
-        p = Path(source).expanduser()
-        if not p.is_absolute() and profile.path is not None:
-            p = profile.path.parent / p
-        return p if p.is_dir() else None
-    p = profile.model_path()
-    if p is None:
-        return None
-    return p if p.is_dir() else (p.parent if p.is_file() else None)
-
-
-def _workload(dataset, tok_dir, n, duration, rate, conc, input_len, output_len, ratio, seed):
-    from llmdeploy_cli.bench.workload import file_workload, load_tokenizer, random_workload
-
-    tok = load_tokenizer(tok_dir) if tok_dir is not None else None
-    if tok_dir is not None and tok is None:
-        warn(f"could not load a tokenizer from {tok_dir}: using words")
-    if input_len <= 0 or (output_len is not None and output_len <= 0):
-        raise UsageError("--input-len and --output-len must be > 0")
-    if dataset is not None:
-        return file_workload(dataset, n, output_len, seed, tok), tok
-    if n is None:  # duration: enough distinct prompts, then they repeat
-        est = duration * (rate if not math.isinf(rate) else 10.0 * (conc or 1))
-        n_make = int(min(max(est, 16), 2048))
-    else:
-        n_make = n
-    return random_workload(n_make, input_len, output_len, ratio, seed, tok), tok
 
 
 class _Progress:

@@ -318,3 +318,49 @@ def test_bench_run_gated_against_a_baseline(tmp_path, capsys):
     pct, failed = doc["llmctl"]["gates"]
     assert pct["failed"] is True and pct["mode"] == "pct" and pct["value"] > 100
     assert failed["failed"] is False and failed["value"] == 0
+
+
+# -- the library calls behind `llmctl bench` ------------------------------------------------
+
+
+def test_run_sweep_as_a_library_call():
+    """bench/sweep.py without the CLI: a concurrency sweep, gated per point, as data."""
+    from llmdeploy_cli.bench import sweep
+    from llmdeploy_cli.bench.gate import parse_gates
+    from llmdeploy_cli.bench.metrics import result_keys
+
+    labels = []
+
+    class Progress:
+        label = ""
+
+        def __call__(self, ev):
+            labels.append(self.label)
+
+    with standin("--ttft-ms", "5", "--itl-ms", "1") as (url, _):
+        target = sweep.resolve_target(None, url)
+        assert (target.base_url, target.task, target.model) == (url.rstrip("/"), "chat", None)
+        workload, tok = sweep.build_workload(None, None, 3, None, math.inf, 2, 4, 4, 0.0, 0)
+        cfg = BenchConfig(
+            base_url=target.base_url, model=None, workload=workload, num_prompts=3,
+            concurrency=1, tokenizer=tok,
+        )  # fmt: skip
+        gates = parse_gates(["completed<3"], result_keys())
+        result = sweep.run_sweep(cfg, [1, 2], [], Progress(), gates=gates)
+    assert result.sweep == "concurrency" and len(result.runs) == 2
+    assert result.doc["sweep"] == {"parameter": "concurrency", "values": [1, 2]}
+    assert {"concurrency=1", "concurrency=2"} <= set(labels)
+    assert [c["failed"] for c in result.all_checks] == [False, False]
+    end = sweep.outcome(result)
+    assert (end.code, end.kind, end.completed, end.failed) == (0, "ok", 6, 0)
+    # The same runs against a gate that fails: exit 6, the failing checks as data.
+    result.checks = [[dict(c, failed=True) for c in cs] for cs in result.checks]
+    end = sweep.outcome(result)
+    assert (end.code, end.kind, len(end.failed_checks)) == (6, "gates_failed", 2)
+
+
+def test_sweep_points_refuses_two_lists():
+    from llmdeploy_cli.bench import sweep
+
+    with pytest.raises(UsageError, match="one setting at a time"):
+        sweep.sweep_points(None, [1, 2], [1.0, 2.0])
