@@ -108,9 +108,14 @@ def modelscope_folder(cache: Path, repo_id: str) -> Path | None:
     return None
 
 
+# The registry store llmctl reads (Ollama's layout: manifests/ and blobs/) and its default.
+REGISTRY_STORE_ENV = "OLLAMA_MODELS"
+REGISTRY_STORE_DEFAULT = "~/.ollama/models"
+
+
 def ollama_models_dir(environ=None) -> Path:
     environ = os.environ if environ is None else environ
-    return Path(_env(environ, "OLLAMA_MODELS") or os.path.expanduser("~/.ollama/models"))
+    return Path(_env(environ, REGISTRY_STORE_ENV) or os.path.expanduser(REGISTRY_STORE_DEFAULT))
 
 
 def ollama_manifest(name: str, environ=None) -> Path | None:
@@ -151,9 +156,9 @@ def find_local(source: str, profile: Profile | None = None, environ=None) -> Pat
     Local paths are returned as they are when they exist. A hub id is looked up in the
     Hugging Face cache (profile.hub.cache_dir, HF_HUB_CACHE, HF_HOME, XINFERENCE_HOME,
     ~/.cache/huggingface/hub; honouring model.revision and refs/main) and the ModelScope
-    cache (MODELSCOPE_CACHE, XINFERENCE_HOME, ~/.cache/modelscope). For the ollama backend
-    the source is a pull name, found in Ollama's model store (OLLAMA_MODELS, ~/.ollama/models):
-    the model's GGUF blob is returned.
+    cache (MODELSCOPE_CACHE, XINFERENCE_HOME, ~/.cache/modelscope). For a backend whose
+    model_formats has REGISTRY_NAME (Ollama) the source is a pull name, found in the model
+    store (OLLAMA_MODELS, ~/.ollama/models): the model's GGUF blob is returned.
     """
     environ = os.environ if environ is None else environ
     if profile is not None and profile.model.source == source:
@@ -163,13 +168,15 @@ def find_local(source: str, profile: Profile | None = None, environ=None) -> Pat
     expanded = Path(os.path.expanduser(source))
     if expanded.exists() and (expanded.is_absolute() or source.startswith((".", "~"))):
         return expanded
-    backend = profile.backend if profile is not None else None
-    if backend == "ollama" or (":" in source and not looks_like_hub_id(source)):
+    from llmdeploy_cli.models import facts
+
+    by_name = profile is not None and facts.takes_registry_names(facts.backend_of(profile))
+    if by_name or (":" in source and not looks_like_hub_id(source)):
         man = ollama_manifest(source, environ)
         if man is not None:
             blob = ollama_model_blob(man, environ)
             return blob if blob is not None and blob.exists() else None
-        if backend == "ollama":
+        if by_name:
             return None
     if not looks_like_hub_id(source):
         return None

@@ -241,3 +241,11 @@ def _truncation_problems(path: Path, names: list[str]) -> list[Problem]:
             data={"damaged": bad},
         )
     ]
+
+
+def model_failures(path: Path, backend=None) -> list[Problem]:
+    """The failures of `model_dir_problems` for the files `backend` loads (GGUF-only engines
+    need a GGUF file): what serve refuses before it spawns, and what its diagnosis names."""
+    from llmdeploy_cli.models.facts import needs_gguf
+
+    return [p for p in model_dir_problems(path, need_gguf=needs_gguf(backend)) if p.level == "fail"]

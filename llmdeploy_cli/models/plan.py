@@ -378,9 +378,63 @@ def plan_for(
     return compute_plan(inp, gpu_mem_bytes, gpus)
 
 
+# -- what a profile needs, per device (the gateway's question) ------------------------------
+
+
+@dataclass
+class MemoryNeed:
+    """What the profile's engine takes: bytes on each of `gpus` GPUs, and host RAM."""
+
+    on_gpu: bool
+    gpus: int  # GPUs it spans (tensor x pipeline parallel); 0 on the CPU
+    gpu_bytes: int  # on each GPU, as the engine's memory rule sizes it
+    host_bytes: int  # host RAM: the base process (+ weights and KV on the CPU)
+    rule: str  # how it was sized, in words
+    base_source: str  # where the base process figure comes from (measured / estimate)
+    plan: MemoryPlan | None = None
+
+
+def memory_need(
+    profile: Profile,
+    *,
+    gpu_mem_bytes: int | None = None,
+    model_dir: Path | None = None,
+    engine_version: str | None = None,
+) -> MemoryNeed:
+    """What the profile's engine needs on each device. On GPUs of `gpu_mem_bytes` (the
+    total of one card) the backend's rule says what it takes at start on each (a fraction
+    engine takes its whole budget); with `resources.device: cpu` or no GPU size, host RAM =
+    weights + the KV of max_model_len x max_num_seqs + the engine's base process memory.
+    Raises UsageError when the model's config is not on disk or the backend has no rule."""
+    inp = inputs_for(profile, model_dir)
+    inp.engine_version = engine_version
+    rule = memory_rule(inp.engine)
+    r = profile.resources
+    gpus = max(1, r.tensor_parallel) * max(1, r.pipeline_parallel)
+    if profile.resources.device == "cpu" or not gpu_mem_bytes:
+        p = compute_plan(inp, 1 << 50, gpus)  # no card limit: the KV of the context asked
+        kv = int(p.kv_bytes_per_token_total * p.max_model_len * (inp.max_num_seqs or 1))
+        return MemoryNeed(
+            False,
+            0,
+            0,
+            p.weights_bytes + kv + rule.base.bytes,
+            "host RAM: weights + KV of max_model_len x max_num_seqs + base process",
+            rule.base.source,
+            p,
+        )
+    p = compute_plan(inp, gpu_mem_bytes, gpus)
+    return MemoryNeed(
+        True, gpus, rule.gpu_need(p), rule.base.bytes, p.budget_rule, rule.base.source, p
+    )
+
+
 __all__ = [
+    "MemoryNeed",
     "MemoryPlan",
     "PlanInputs",
     "compute_plan",
+    "memory_need",
+    "memory_rule",
     "plan_for",
 ]

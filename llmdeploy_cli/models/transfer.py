@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from llmdeploy_cli.errors import LlmctlError, PreflightError, UnreachableError, UsageError
+from llmdeploy_cli.models import facts
 from llmdeploy_cli.models.verify import MANIFEST
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -61,10 +62,14 @@ def pull_model(
             f"model.source is a local path ({source}): nothing to download",
             hint="pull needs a hub id (org/name)",
         )
-    if profile.backend == "ollama":
+    backend = facts.backend_of(profile)
+    if backend is not None and facts.downloads_itself(backend):
+        hub = facts.hub_vars(backend)
+        store = f"its model store ({hub.cache_env})" if hub and hub.cache_env else "its store"
         raise UsageError(
-            "Ollama downloads its own models (ollama pull, or llmctl serve)",
-            hint="copy ~/.ollama/models (or OLLAMA_MODELS) to move them to another machine",
+            f"{facts.display_name(backend)} downloads its own models ({backend.name} pull, or "
+            "llmctl serve)",
+            hint=f"copy {store} to move them to another machine",
         )
     if profile.offline:
         progress("offline: true applies to the engine; pull downloads now, as asked")
@@ -208,7 +213,7 @@ def pack_model(profile: Profile, output: Path, *, progress: Progress = _quiet) -
             f"no local copy of {profile.model.source} to pack",
             hint="download it first: llmctl pull PROFILE",
         )
-    need_gguf = profile.backend in ("llamacpp", "llama.cpp", "ollama")
+    need_gguf = facts.needs_gguf(facts.backend_of(profile))
     fails = [p for p in model_dir_problems(root, need_gguf=need_gguf) if p.level == "fail"]
     if fails:
         raise PreflightError(

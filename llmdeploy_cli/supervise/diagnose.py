@@ -247,9 +247,9 @@ def _port(port: int | None, profile) -> Diagnosis:
 def _files(profile, backend) -> Diagnosis:
     path = profile.model_path() if profile is not None else None
     if path is not None:
-        from llmdeploy_cli.preflight import model_problems
+        from llmdeploy_cli.models.completeness import model_failures
 
-        probs = model_problems(path, backend)
+        probs = model_failures(path, backend)
         if probs:
             p = probs[0]
             return Diagnosis("model-files", p.message, p.fix or "fix model.source")

@@ -10,7 +10,8 @@ import socket
 import pytest
 
 from llmdeploy_cli.cli.app import main
-from llmdeploy_cli.models.doctor import check_engine_flags, run_doctor
+from llmdeploy_cli.models.checks_engine import check_engine_flags
+from llmdeploy_cli.models.doctor import run_doctor
 from llmdeploy_cli.models.gpus import GpuInfo
 from llmdeploy_cli.models.units import GiB
 from llmdeploy_cli.models.verify import git_blob_sha1, sha256_file, verify_model_files
@@ -105,7 +106,7 @@ def test_offline_env_missing_is_a_fail(write_profile, tiny_model):
     (backends set them all, so the plan is stripped of two to show the check biting)."""
     import dataclasses
 
-    from llmdeploy_cli.models.doctor import check_offline
+    from llmdeploy_cli.models.checks_model import check_offline
     from llmdeploy_cli.resolve import resolve
 
     p = write_profile(
@@ -131,6 +132,46 @@ def test_offline_env_missing_is_a_fail(write_profile, tiny_model):
     by = {c.check: c for c in check_offline(r.profile, plan, {})}
     for var in ("HF_HUB_OFFLINE", "XINFERENCE_MODEL_SRC"):
         assert by[f"offline.env.{var}"].level == "fail" and var in by[f"offline.env.{var}"].fix
+
+
+@pytest.mark.parametrize(
+    ("backend", "var", "value"),
+    [
+        ("vllm", "VLLM_USE_MODELSCOPE", "true"),
+        ("sglang", "SGLANG_USE_MODELSCOPE", "true"),
+        ("lmdeploy", "LMDEPLOY_USE_MODELSCOPE", "True"),
+    ],
+)
+def test_offline_modelscope_variable_comes_from_the_backend(
+    write_profile, tiny_model, backend, var, value
+):
+    """doctor's offline check asks the backend's declared hub variables: SGLang's ModelScope
+    switch is required (and found in what the backend renders), like vLLM's and LMDeploy's;
+    without it in the engine's environment the check fails naming it."""
+    import dataclasses
+
+    from llmdeploy_cli.models.checks_model import check_offline, offline_requirements
+    from llmdeploy_cli.resolve import resolve
+
+    p = write_profile(
+        f"""
+        name: ms
+        backend: {backend}
+        model: {{source: {tiny_model}}}
+        offline: true
+        hub: {{source: modelscope}}
+        """
+    )
+    r = resolve(p, {})
+    assert offline_requirements(r.profile)[var] == value
+    by = {c.check: c for c in check_offline(r.profile, r.plan, {})}
+    assert by[f"offline.env.{var}"].level == "pass"
+    server = r.plan.server
+    env = {k: v for k, v in server.command.env.items() if k != var}
+    stripped = dataclasses.replace(server, command=dataclasses.replace(server.command, env=env))
+    plan = dataclasses.replace(r.plan, steps=[stripped, *r.plan.steps[1:]])
+    by = {c.check: c for c in check_offline(r.profile, plan, {})}
+    assert by[f"offline.env.{var}"].level == "fail" and var in by[f"offline.env.{var}"].fix
 
 
 def test_port_in_use(write_profile, tiny_model):
@@ -224,3 +265,34 @@ def test_wrong_flag_fails_the_flags_check(write_profile):
     )
     flags = _by(run_doctor(p, environ={}, gpu_query=one_gpu()))["engine.flags"]
     assert flags.level == "fail" and "--max-model" in flags.message and flags.fix
+
+
+def test_doctor_and_preflight_share_one_port_check(write_profile, tiny_model):
+    """One catalog (models/catalog.py): the port check serve's preflight runs is the one
+    doctor runs, same message (with the holder) and fix; doctor alone adds pass verdicts."""
+    from llmdeploy_cli import preflight
+    from llmdeploy_cli.models.catalog import BOTH, CATALOG
+    from llmdeploy_cli.resolve import resolve
+
+    assert {c.name for c in CATALOG if c.runs == BOTH} >= {"port", "model.files", "gpu"}
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen()
+    port = s.getsockname()[1]
+    try:
+        p = write_profile(
+            f"""
+            name: shared
+            backend: transformers
+            model: {{source: {tiny_model}}}
+            server: {{host: 127.0.0.1, port: {port}}}
+            """
+        )
+        by_doctor = _by(run_doctor(p, environ={}, gpu_query=no_gpu))["port"]
+        found = preflight.problems(resolve(p, {}), environ={}, gpu_query=no_gpu)
+        by_preflight = next(x for x in found if x.check == "port")
+        assert by_doctor == by_preflight
+        assert by_doctor.level == "fail" and f"pid {os.getpid()}" in by_doctor.message
+        assert all(x.level in ("fail", "warn") for x in found)
+    finally:
+        s.close()
