@@ -296,7 +296,12 @@ def stop(
     if (name is None) == (not all_):
         raise UsageError("give a NAME or --all", hint="see llmctl status")
     names = st_mod.names() if all_ else [name]
-    results = [control.stop_run(n) for n in names]
+    if name and "/" in name:  # NAME/PROFILE: unload one model of gateway NAME
+        from llmdeploy_cli.gateway.control import unload
+
+        results = [unload(*name.split("/", 1))]
+    else:
+        results = [control.stop_run(n) for n in names]
     if json_:
         emit_json({"stopped": results})
     else:

@@ -148,7 +148,13 @@ def call(name: str, method: str, path: str, timeout: float = 120.0) -> dict:
 
 def unload(name: str, profile: str) -> dict:
     """`llmctl stop NAME/PROFILE`: stop one model, leave the gateway up."""
+    t0 = time.monotonic()
     doc = call(name, "POST", f"/llmctl/unload/{profile}")
     if not doc.get("ok"):
-        raise LlmctlError(doc.get("message", "unload refused"))
-    return {"name": f"{name}/{profile}", "stopped": True, "was": "ready"}
+        raise LlmctlError(doc.get("message", "unload refused"), hint="see llmctl status")
+    return {
+        "name": f"{name}/{profile}",
+        "stopped": True,
+        "was": "ready",
+        "seconds": round(time.monotonic() - t0, 3),
+    }

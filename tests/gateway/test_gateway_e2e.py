@@ -224,6 +224,11 @@ def test_kill_9_of_an_engine_gives_502_then_restarts(gateway):
     assert g.chat("a").model == "a"
     (new,) = g.engine_of("a")
     assert new != pid
+    # llmctl stop NAME/PROFILE unloads one model and leaves the gateway up
+    out = run("stop", "gwt/a", env=g.env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert wait_gone(str(g.gguf)) == [] and g.state("a") == "stopped"
+    assert httpx.get(g.url + "/health").status_code == 200
 
 
 def test_queue_timeout_max_queue_and_failed_start(gateway, tmp_path):
