@@ -25,6 +25,16 @@ venv (`--guidellm PATH`), never in the project's.
 
 Run: .venv/bin/python benchmarks/client_capacity.py [--duration 5] [--workers 1,2]
         [--rates 100,200,...] [--guidellm /tmp/guidellm-venv/bin/guidellm]
+
+`--closed-loop` measures something else: the highest throughput each client reaches in a
+closed loop (`--concurrency 64`, `-n 5000` streamed chat requests), llmctl bench against
+`vllm bench serve` and aiperf, taking turns, `--repeat` times. Throughput is judged from
+the server's arrival stamps ((arrivals - 1) / (last - first)); CPU is the client's process
+time (user + system of it and every process it started), which holds up on a shared
+machine where wall time does not. A client's start-up (vLLM imports torch) is no part of a
+request, so the CPU per request is the marginal one: the difference between a run of `-n`
+and one of `-n / 10`, divided by the difference in requests. The peers run from their own
+venvs under ~/.cache/llmctl-bench (see docs/benchmarks.md), never the project's.
 """
 
 from __future__ import annotations
@@ -32,7 +42,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -169,8 +181,123 @@ def capacity(rungs: list[dict]) -> float | None:
     return max((r["target"] for r in rungs if r.get("sustained")), default=None)
 
 
+CACHE = Path.home() / ".cache" / "llmctl-bench"
+
+
+def _child_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def _closed_cmd(kind: str, args, url: str, n: int, work: Path) -> list[str]:
+    c = str(args.concurrency)
+    if kind == "llmctl":
+        return [str(LLMCTL), "bench", "--url", url + "/v1", "--model", "fast", "-n", str(n),
+                "--concurrency", c, "--input-len", "8", "--output-len", "2",
+                "--no-force-output-len", "--json"]  # fmt: skip
+    if kind == "vllm":
+        return [args.vllm, "bench", "serve", "--backend", "openai-chat", "--base-url", url,
+                "--endpoint", "/v1/chat/completions", "--model", "fast",
+                "--tokenizer", args.tokenizer, "--dataset-name", "random",
+                "--random-input-len", "8", "--random-output-len", "2",
+                "--num-prompts", str(n), "--max-concurrency", c, "--request-rate", "inf",
+                "--disable-tqdm", "--save-result", "--result-dir", str(work),
+                "--result-filename", "vllm.json"]  # fmt: skip
+    return [args.aiperf, "profile", "--model", "fast", "--url", url, "--endpoint-type", "chat",
+            "--streaming", "--concurrency", c, "--request-count", str(n), "--isl", "8",
+            "--osl", "2", "--tokenizer", args.tokenizer, "--ui", "none",
+            "--artifact-dir", str(work / "aiperf")]  # fmt: skip
+
+
+def _own_throughput(kind: str, stdout: str, work: Path) -> float | None:
+    try:
+        if kind == "llmctl":
+            return json.loads(stdout)["request_throughput"]
+        if kind == "vllm":
+            return json.loads((work / "vllm.json").read_text())["request_throughput"]
+        doc = json.loads((work / "aiperf" / "profile_export_aiperf.json").read_text())
+        return doc["request_throughput"]["avg"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def closed_run(srv: Server, kind: str, args, n: int) -> dict:
+    work = Path(tempfile.mkdtemp(prefix=f"llmctl-closed-{kind}-"))
+    cmd = _closed_cmd(kind, args, srv.url, n, work)
+    srv.stamps()
+    cpu0, t0 = _child_cpu(), time.monotonic()
+    env = dict(os.environ)
+    if kind == "vllm":  # no network here: fail fast on hub lookups (aiperf refuses a local
+        env["HF_HUB_OFFLINE"] = "1"  # tokenizer path in offline mode)
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=work, timeout=900)
+    wall, cpu = time.monotonic() - t0, _child_cpu() - cpu0
+    a = sorted(srv.stamps())[-n:]
+    res = {"n": n, "rc": p.returncode, "wall_s": round(wall, 2), "cpu_s": round(cpu, 3)}
+    res["server_rps"] = round((len(a) - 1) / (a[-1] - a[0]), 1) if len(a) > 1 else None
+    res["arrivals"] = len(a)
+    res["own_rps"] = _own_throughput(kind, p.stdout, work)
+    if p.returncode != 0:
+        res["error"] = (p.stderr or p.stdout)[-400:]
+    return res
+
+
+def closed_loop(args) -> dict:
+    kinds = {"llmctl bench": "llmctl"}
+    peers = (("vllm bench serve", "vllm", args.vllm), ("aiperf", "aiperf", args.aiperf))
+    for name, kind, exe in peers:
+        if Path(exe).exists():
+            kinds[name] = kind
+        else:
+            print(f"{name}: not installed at {exe}; skipped", file=sys.stderr)
+    if not Path(args.tokenizer, "tokenizer.json").exists():
+        sys.path.insert(0, str(ROOT))
+        from tests.tinymodel import build_tiny_model
+
+        build_tiny_model(args.tokenizer)
+    small = max(args.n // 10, args.concurrency)
+    report: dict = {
+        "mode": "closed-loop", "cpus": os.cpu_count(), "n": args.n, "small_n": small,
+        "concurrency": args.concurrency, "server_procs": args.server_procs,
+        "load_avg_before": [round(x, 2) for x in os.getloadavg()], "runs": {k: [] for k in kinds},
+    }  # fmt: skip
+    srv = Server(args.server_procs)
+    try:
+        for _ in range(args.repeat):
+            for name, kind in kinds.items():
+                big = closed_run(srv, kind, args, args.n)
+                little = closed_run(srv, kind, args, small)
+                marginal = (big["cpu_s"] - little["cpu_s"]) / (args.n - small)
+                row = {"big": big, "small": little, "cpu_us_per_request": round(marginal * 1e6),
+                       "load_avg_1m": round(os.getloadavg()[0], 2)}  # fmt: skip
+                report["runs"][name].append(row)
+                print(f"{name}: {big['server_rps']} req/s (server), {big['own_rps']} (own), "
+                      f"{row['cpu_us_per_request']} us CPU/request, load {row['load_avg_1m']}",
+                      file=sys.stderr, flush=True)  # fmt: skip
+    finally:
+        srv.stop()
+    summary = {}
+    for name, rows in report["runs"].items():
+        ok = [r for r in rows if r["big"]["rc"] == 0 and r["big"]["server_rps"]]
+        if ok:
+            summary[name] = {
+                "server_rps_median": statistics.median(r["big"]["server_rps"] for r in ok),
+                "cpu_us_per_request_median": statistics.median(r["cpu_us_per_request"] for r in ok),
+                "runs": len(ok),
+            }
+    report["summary"] = summary
+    report["load_avg_after"] = [round(x, 2) for x in os.getloadavg()]
+    return report
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--closed-loop", action="store_true", help="llmctl vs vLLM vs aiperf")
+    ap.add_argument("-n", type=int, default=5000, help="closed loop: requests per run")
+    ap.add_argument("--concurrency", type=int, default=64, help="closed loop: concurrency")
+    ap.add_argument("--repeat", type=int, default=3, help="closed loop: rounds")
+    ap.add_argument("--vllm", default=str(CACHE / "vllm-0.33.0" / "bin" / "vllm"))
+    ap.add_argument("--aiperf", default=str(CACHE / "aiperf-0.13.0" / "bin" / "aiperf"))
+    ap.add_argument("--tokenizer", default=str(CACHE / "tiny-model"))
     ap.add_argument("--duration", type=float, default=5.0, help="seconds per rung")
     ap.add_argument("--rates", default="100,200,300,400,500,600,800,1000,1200,1500,2000")
     ap.add_argument("--workers", default="1,2", help="llmctl --workers values to try")
@@ -182,6 +309,9 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--misses", type=int, default=2, help="failed rungs in a row to stop")
     args = ap.parse_args(argv)
+    if args.closed_loop:
+        print(json.dumps(closed_loop(args), indent=2))
+        return 0
     rates = [float(x) for x in args.rates.split(",")]
     report: dict = {
         "cpus": os.cpu_count(),

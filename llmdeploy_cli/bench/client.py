@@ -1,9 +1,15 @@
-"""One streaming chat completion, timed chunk by chunk (httpx, no retries).
+"""One streaming chat completion (or one embeddings request), timed chunk by chunk.
 
-httpx is used directly (DESIGN.md §6): the OpenAI SDK retries twice by default, which
-hides failures, and httpx's default pool caps at 100 connections, which would cap the
-concurrency silently. The caller builds the client with `make_client`, whose pool limit is
-at least the concurrency, and whose transport never retries.
+The transport is aiohttp on uvloop with orjson (llmdeploy_cli.openai_http; chosen by
+measurement, docs/benchmarks.md): no retries, a pool as large as the concurrency (a smaller
+pool would cap the concurrency silently), a read timeout rather than a total one. SSE
+parsing, delta text and error text come from `openai_http.wire`, transport failures are
+classified by `openai_http.failures`; proxy variables apply to remote URLs only.
+
+Times: `rec.sent` when the request is handed to the client, `rec.written` when its headers
+go out (a trace hook: a busy event loop holding a request inside the client counts as send
+lag), and every chunk's arrival stamped when the bytes that complete it are read, before
+any parsing, so events that came in one read share one time.
 
 Every failure gets a class (connect, timeout, http_404, http_500, disconnected,
 bad_stream, empty_answer, interrupted, ...) so a report can count them.
@@ -12,40 +18,51 @@ bad_stream, empty_answer, interrupted, ...) so a report can count them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import time
 from typing import TYPE_CHECKING
 
 from llmdeploy_cli.bench.metrics import RequestRecord
+from llmdeploy_cli.openai_http.failures import classify
+from llmdeploy_cli.openai_http.wire import (
+    DONE,
+    FIELD_KIND,
+    SSEDecoder,
+    body_error_text,
+    delta_parts,
+    dumps,
+    error_text,
+    loads,
+    model_ids,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
-    import httpx
+    import aiohttp
 
     from llmdeploy_cli.bench.workload import Prompt, Tokenizer
 
 now = time.monotonic
+JSON_HEADERS = {"Content-Type": "application/json", "Accept": "text/event-stream"}
 
 
-def make_client(max_connections: int, timeout: float, api_key: str | None = None):
-    import httpx
+def _stamp_written(rec) -> None:
+    if rec is not None:
+        rec.written = now()
 
-    limits = httpx.Limits(
+
+def make_client(
+    max_connections: int, timeout: float, api_key: str | None = None, url: str = ""
+) -> aiohttp.ClientSession:
+    """The bench's session (open it with `async with` inside the running loop). `url`
+    decides the proxy rule: proxy variables apply to remote URLs, never to loopback."""
+    from llmdeploy_cli.openai_http.clients import async_session
+
+    return async_session(
+        url,
         max_connections=max_connections,
-        max_keepalive_connections=max_connections,
-        keepalive_expiry=30.0,
-    )
-    headers = {"Accept": "text/event-stream"}
-    if api_key:
-        headers["Authorization"] = f"Bearer {api_key}"
-    return httpx.AsyncClient(
-        limits=limits,
-        # pool=None: waiting for a free connection is the bench's own queueing (the
-        # concurrency cap already bounds it), never a request failure.
-        timeout=httpx.Timeout(connect=10.0, read=timeout, write=30.0, pool=None),
-        transport=httpx.AsyncHTTPTransport(retries=0, limits=limits),
-        headers=headers,
-        trust_env=False,  # a proxy variable must not reroute a loopback bench
+        timeout=timeout,
+        api_key=api_key,
+        headers=JSON_HEADERS,
+        on_headers_sent=_stamp_written,
     )
 
 
@@ -66,68 +83,72 @@ def request_body(model: str, prompt: Prompt, force_output_len: bool) -> dict:
 
 
 def _delta_kinds(delta: dict) -> tuple[set[str], str]:
-    kinds: set[str] = set()
-    text = ""
-    content = delta.get("content")
-    if content:
-        kinds.add("content")
-        text += content
-    reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-    if reasoning:
-        kinds.add("reasoning")
-        text += reasoning
-    if delta.get("tool_calls"):
-        kinds.add("tool_calls")
-        for call in delta["tool_calls"]:
-            fn = (call or {}).get("function") or {}
-            text += (fn.get("name") or "") + (fn.get("arguments") or "")
-    return kinds, text
+    """(kinds of text the delta carries, its text): see openai_http.wire.delta_parts."""
+    parts = delta_parts(delta)
+    return {FIELD_KIND[f] for f, _ in parts}, "".join(t for _, t in parts)
 
 
-async def _sse_lines(resp):
-    """(arrival time, line) for each line of an SSE stream.
-
-    The time is taken when the bytes that complete the line arrive, before any parsing, so
-    events that came in one read share one time and parsing never delays a stamp.
-    """
-    buf = b""
-    async for raw in resp.aiter_bytes():
-        t = now()
-        buf += raw
-        if b"\n" not in raw:
-            continue
-        *lines, buf = buf.split(b"\n")
-        for line in lines:
-            yield t, line.rstrip(b"\r").decode("utf-8", "replace")
-    if buf.strip():
-        yield now(), buf.rstrip(b"\r").decode("utf-8", "replace")
+def _headers(rec: RequestRecord) -> dict | None:
+    return {"x-request-id": rec.request_id} if rec.request_id else None
 
 
-def _tracer(rec: RequestRecord):
-    """httpcore's trace hook: stamp `rec.written` when the request headers start going out."""
+class _Stream:
+    """The SSE handling of one streamed answer: feed(payload, t) -> False to stop reading."""
 
-    async def trace(event: str, info: dict) -> None:
-        if event == "http11.send_request_headers.started":
-            rec.written = now()
+    __slots__ = ("rec", "usage", "finished")
 
-    return trace
+    def __init__(self, rec: RequestRecord):
+        self.rec = rec
+        self.usage = None
+        self.finished: float | None = None
 
-
-def _error_message(status: int, body: bytes) -> str:
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return body.decode("utf-8", "replace").strip()[:300] or f"HTTP {status}"
-    err = data.get("error", data) if isinstance(data, dict) else data
-    if isinstance(err, dict):
-        msg = err.get("message") or err.get("detail") or json.dumps(err)
-    else:
-        msg = str(err)
-    return str(msg)[:300]
+    def feed(self, payload: bytes, t: float) -> bool:
+        rec = self.rec
+        if self.finished is not None:
+            return True
+        if payload == DONE:
+            # read on to the end of the body (a few bytes at most): a response left
+            # unread closes the connection instead of returning it to the pool
+            self.finished = t
+            return True
+        try:
+            data = loads(payload)
+        except ValueError:
+            text = payload[:200].decode("utf-8", "replace")
+            rec.error_class, rec.error = "bad_stream", f"not JSON: {text}"
+            rec.done = now()
+            return False
+        if not isinstance(data, dict):
+            return True
+        choices = data.get("choices")
+        if choices:
+            if rec.first_chunk is None:
+                rec.first_chunk = t
+            rec.last_choice = t
+            choice = choices[0] or {}
+            delta = choice.get("delta")
+            if delta:
+                kinds, text = _delta_kinds(delta)
+                if kinds:
+                    if rec.first_content is None:
+                        rec.first_content = t
+                    rec.content_times.append(t)
+                    rec.kinds |= kinds
+                    rec.text += text
+            if choice.get("finish_reason"):
+                rec.finish_reason = choice["finish_reason"]
+        elif data.get("error"):
+            rec.error_class = "stream_error"
+            rec.error = error_text(data)
+            rec.done = now()
+            return False
+        if data.get("usage"):
+            self.usage = data["usage"]
+        return True
 
 
 async def send(
-    client: httpx.AsyncClient,
+    client: aiohttp.ClientSession,
     url: str,
     body: dict,
     rec: RequestRecord,
@@ -135,70 +156,39 @@ async def send(
     prompt_len: int | None = None,
 ) -> RequestRecord:
     """Send one request and fill `rec` in place. Never raises except for cancellation."""
-    import httpx
+    import aiohttp
 
-    headers = {"x-request-id": rec.request_id} if rec.request_id else None
+    data = dumps(body)
+    st = _Stream(rec)
     rec.sent = now()
     try:
-        async with client.stream(
-            "POST", url, json=body, headers=headers, extensions={"trace": _tracer(rec)}
+        async with client.post(
+            url, data=data, headers=_headers(rec), trace_request_ctx=rec
         ) as resp:
-            rec.status = resp.status_code
-            if resp.status_code != 200:
-                raw = await resp.aread()
-                rec.error_class = f"http_{resp.status_code}"
-                rec.error = _error_message(resp.status_code, raw)
+            rec.status = resp.status
+            if resp.status != 200:
+                raw = await resp.read()
+                rec.error_class = f"http_{resp.status}"
+                rec.error = body_error_text(raw, resp.status)
                 rec.done = now()
                 return rec
-            usage = None
-            finished = None
-            async with contextlib.aclosing(_sse_lines(resp)) as stream:
-                async for t, line in stream:
-                    if finished is not None or not line.startswith("data:"):
-                        continue
-                    payload = line[5:].strip()
-                    if payload == "[DONE]":
-                        # read on to the end of the body (a few bytes at most): a response
-                        # left unread makes httpx close the connection instead of reusing it
-                        finished = t
-                        continue
-                    try:
-                        data = json.loads(payload)
-                    except ValueError:
-                        rec.error_class, rec.error = "bad_stream", f"not JSON: {payload[:200]}"
-                        rec.done = now()
+            dec = SSEDecoder()
+            feed = st.feed
+            async for raw in resp.content.iter_any():
+                t = now()
+                for payload in dec.feed(raw):
+                    if not feed(payload, t):
                         return rec
-                    if not isinstance(data, dict):
-                        continue
-                    choices = data.get("choices")
-                    if choices:
-                        if rec.first_chunk is None:
-                            rec.first_chunk = t
-                        rec.last_choice = t
-                        choice = choices[0] or {}
-                        kinds, text = _delta_kinds(choice.get("delta") or {})
-                        if kinds:
-                            if rec.first_content is None:
-                                rec.first_content = t
-                            rec.content_times.append(t)
-                            rec.kinds |= kinds
-                            rec.text += text
-                        if choice.get("finish_reason"):
-                            rec.finish_reason = choice["finish_reason"]
-                    elif data.get("error"):
-                        err = data["error"]
-                        rec.error_class = "stream_error"
-                        rec.error = str(err.get("message") if isinstance(err, dict) else err)[:300]
-                        rec.done = now()
-                        return rec
-                    if data.get("usage"):
-                        usage = data["usage"]
-            rec.done = finished if finished is not None else now()
+            t = now()
+            for payload in dec.close():
+                if not feed(payload, t):
+                    return rec
+            rec.done = st.finished if st.finished is not None else now()
     except asyncio.CancelledError:
         rec.error_class, rec.error = "interrupted", "stopped before the answer ended"
         rec.done = now()
         raise
-    except (httpx.HTTPError, OSError) as e:
+    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
         rec.error_class, rec.error = transport_failure(e)
     if rec.error_class:
         rec.done = rec.done or now()
@@ -208,25 +198,36 @@ async def send(
         rec.error = "the stream ended without a chunk carrying content, reasoning or tool calls"
         return rec
     rec.ok = True
-    _count_tokens(rec, usage, tokenizer, prompt_len)
+    _count_tokens(rec, st.usage, tokenizer, prompt_len)
     return rec
 
 
 def transport_failure(e: BaseException) -> tuple[str, str]:
     """(error class, message) for a request that failed below HTTP."""
-    import httpx
+    f = classify(e)
+    return f.kind, f.message
 
-    if isinstance(e, httpx.ConnectTimeout):
-        return "connect_timeout", str(e) or "connect timed out"
-    if isinstance(e, httpx.ConnectError):
-        return "connect", str(e) or "connection refused"
-    if isinstance(e, httpx.TimeoutException):
-        return "timeout", str(e) or type(e).__name__
-    if isinstance(e, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)):
-        return "disconnected", str(e) or type(e).__name__
-    if isinstance(e, httpx.HTTPError):
-        return type(e).__name__, str(e)
-    return "os_error", str(e)  # sockets failing under httpx
+
+async def list_models(client: aiohttp.ClientSession, base_url: str) -> list[str] | None:
+    """GET {base_url}/models: the ids, or None when there is no model list. A refused
+    connection raises ConnectionRefusedError (the caller says it is unreachable)."""
+    import aiohttp
+
+    try:
+        async with client.get(
+            base_url.rstrip("/") + "/models", timeout=aiohttp.ClientTimeout(total=10.0)
+        ) as r:
+            if r.status != 200:
+                return None
+            raw = await r.read()
+    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+        if classify(e).kind == "connect":
+            raise ConnectionRefusedError(str(e)) from None
+        return None
+    try:
+        return model_ids(loads(raw))
+    except ValueError:
+        return None
 
 
 def embeddings_body(model: str, texts: list[str]) -> dict:
@@ -234,45 +235,47 @@ def embeddings_body(model: str, texts: list[str]) -> dict:
 
 
 async def send_embeddings(
-    client: httpx.AsyncClient, url: str, body: dict, rec: RequestRecord
+    client: aiohttp.ClientSession, url: str, body: dict, rec: RequestRecord
 ) -> RequestRecord:
     """POST /v1/embeddings (not streamed) and fill `rec`: E2E ends when the body is read.
 
     `rec.prompt_tokens` comes from `usage.prompt_tokens`; an answer whose `data` does not
     hold one vector per input is a failure (`bad_answer`). Never raises except cancellation.
     """
-    import httpx
+    import aiohttp
 
-    headers = {"x-request-id": rec.request_id} if rec.request_id else None
+    data = dumps(body)
     rec.sent = now()
     try:
-        resp = await client.post(
-            url, json=body, headers=headers, extensions={"trace": _tracer(rec)}
-        )
-        rec.done = rec.last_choice = now()
-        rec.status = resp.status_code
-        if resp.status_code != 200:
-            rec.error_class = f"http_{resp.status_code}"
-            rec.error = _error_message(resp.status_code, resp.content)
+        async with client.post(
+            url, data=data, headers=_headers(rec), trace_request_ctx=rec
+        ) as resp:
+            raw = await resp.read()
+            rec.done = rec.last_choice = now()
+            rec.status = resp.status
+        if rec.status != 200:
+            rec.error_class = f"http_{rec.status}"
+            rec.error = body_error_text(raw, rec.status)
             return rec
         try:
-            doc = resp.json()
+            doc = loads(raw)
         except ValueError:
-            rec.error_class, rec.error = "bad_answer", f"not JSON: {resp.text[:200]}"
+            text = raw[:200].decode("utf-8", "replace")
+            rec.error_class, rec.error = "bad_answer", f"not JSON: {text}"
             return rec
     except asyncio.CancelledError:
         rec.error_class, rec.error = "interrupted", "stopped before the answer ended"
         rec.done = now()
         raise
-    except (httpx.HTTPError, OSError) as e:
+    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
         rec.error_class, rec.error = transport_failure(e)
     if rec.error_class:
         rec.done = rec.done or now()
         return rec
-    data = doc.get("data") if isinstance(doc, dict) else None
+    data_ = doc.get("data") if isinstance(doc, dict) else None
     want = len(body["input"])
-    if not isinstance(data, list) or len(data) != want:
-        got = len(data) if isinstance(data, list) else "no"
+    if not isinstance(data_, list) or len(data_) != want:
+        got = len(data_) if isinstance(data_, list) else "no"
         rec.error_class = "bad_answer"
         rec.error = f"asked for {want} embeddings, got {got} (answer: {str(doc)[:200]})"
         return rec
@@ -300,4 +303,13 @@ def _count_tokens(rec: RequestRecord, usage, tokenizer, prompt_len) -> None:
         rec.prompt_tokens, rec.prompt_source = prompt_len, "local"
 
 
-__all__ = ["embeddings_body", "make_client", "now", "request_body", "send", "send_embeddings"]
+__all__ = [
+    "embeddings_body",
+    "list_models",
+    "make_client",
+    "now",
+    "request_body",
+    "send",
+    "send_embeddings",
+    "transport_failure",
+]

@@ -26,8 +26,10 @@ import signal
 import time
 
 from llmdeploy_cli.bench import client as bc
-from llmdeploy_cli.bench.runner import BenchConfig, BenchRun, Progress, _Run
+from llmdeploy_cli.bench.config import BenchConfig, BenchRun, Progress
+from llmdeploy_cli.bench.loop import BenchLoop
 from llmdeploy_cli.errors import LlmctlError
+from llmdeploy_cli.openai_http.clients import run as run_loop
 
 PROGRESS_EVERY = 0.25  # seconds between a worker's progress messages
 START_MARGIN = 0.05  # seconds between handing out t0 and t0 itself
@@ -51,13 +53,13 @@ def run_workers(cfg: BenchConfig, progress: Progress | None = None) -> BenchRun:
         n = cfg.concurrency
 
     # 1. model, check, warm-up: here, once
-    head = _Run(dataclasses.replace(cfg, workers=1), progress)
+    head = BenchLoop(dataclasses.replace(cfg, workers=1), progress)
 
     async def prepare():
         async with head._client():
             await head.prepare()
 
-    asyncio.run(prepare())
+    run_loop(prepare())
     if head.interrupted:
         return head._assemble(bc.now(), bc.now())
     forced = "on" if head.force else "off"
@@ -173,13 +175,11 @@ def _get(inbox, procs, results=None):
                         return ("error", w, f"exited with code {p.exitcode}")
 
 
-async def _open_connection(run: _Run) -> None:
+async def _open_connection(run: BenchLoop) -> None:
     """Open one keep-alive connection before t0, so the first request does not pay for it."""
-    import httpx
-
     try:
-        await run.client.get(run.cfg.base_url.rstrip("/") + "/models", timeout=10.0)
-    except httpx.HTTPError:
+        await bc.list_models(run.client, run.cfg.base_url)
+    except OSError:
         pass  # the schedule's requests will say what is wrong
 
 
@@ -204,7 +204,7 @@ def _worker(cfg: BenchConfig, tok_dir: str | None, inbox, start) -> None:
                 last[0] = t
                 inbox.put(("progress", w, ev["done"], ev["failed"]))
 
-        run = _Run(cfg, progress)
+        run = BenchLoop(cfg, progress)
 
         async def main():
             async with run._client():
@@ -216,7 +216,7 @@ def _worker(cfg: BenchConfig, tok_dir: str | None, inbox, start) -> None:
 
         gc.collect()
         gc.freeze()
-        asyncio.run(main())
+        run_loop(main())
         for r in run.records:
             r.text = ""  # counted already; no need to ship it back
         inbox.put(("progress", w, counts["done"], counts["failed"]))

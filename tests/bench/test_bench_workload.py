@@ -89,3 +89,18 @@ def test_what_counts_as_a_token_chunk():
     assert _delta_kinds({"reasoning": "hm"})[0] == {"reasoning"}
     call = {"tool_calls": [{"index": 0, "function": {"name": "f", "arguments": "{}"}}]}
     assert _delta_kinds(call) == ({"tool_calls"}, "f{}")
+
+
+def test_bench_honours_proxy_variables_for_remote_urls_only(monkeypatch):
+    """Like smoke: a remote server is reached through HTTP(S)_PROXY, loopback never is."""
+    from llmdeploy_cli.bench.client import make_client
+    from llmdeploy_cli.openai_http.clients import run
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+
+    async def trust(url):
+        async with make_client(4, 10.0, url=url) as s:
+            return s.trust_env
+
+    assert run(trust("http://127.0.0.1:8000/v1")) is False
+    assert run(trust("https://gpu-box.example:8000/v1")) is True
