@@ -120,6 +120,27 @@ def runs(clean: bool = True) -> list[tuple[RunState, str]]:
     return out
 
 
+def known_names() -> list[str]:
+    """Every run name seen here: a record (runs/) or an engine log kept after its stop
+    (logs/NAME.log). `stop` of a name outside it is a name llmctl never served."""
+    names = set(st_mod.names())
+    for p in st_mod.logs_dir().glob("*.log"):
+        if not p.name.endswith(".supervisor.log"):
+            names.add(p.name[: -len(".log")])
+    return sorted(names)
+
+
+def similar_names(name: str, among: list[str] | None = None, n: int = 3) -> list[str]:
+    """The known names closest to `name` (for "did you mean"): those it is part of (`qwen`
+    for `qwen2.5-1.5b-instruct`), then those spelled alike."""
+    import difflib
+
+    pool = known_names() if among is None else among
+    part = [k for k in pool if name and name in k and k != name]
+    alike = difflib.get_close_matches(name, pool, n=n, cutoff=0.5)
+    return list(dict.fromkeys(part + alike))[:n]
+
+
 def stop_run(name: str, *, timeout: float | None = None) -> dict:
     """Stop run `name`: SIGTERM to its supervisor (which stops the engine group and exits),
     SIGKILL to it and the group if it does not finish in time. Idempotent."""

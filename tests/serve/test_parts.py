@@ -318,3 +318,24 @@ def test_stop_group_sigkills_after_grace(tmp_path):
     assert 0.5 <= took < 0.5 + 0.6
     assert group_members(child.pgid) == []
     assert child.poll() == -signal.SIGKILL
+
+
+def test_known_names_are_records_and_kept_logs():
+    """What `stop` needs to tell a run that existed from a name it never saw."""
+    from llmdeploy_cli.supervise import control
+    from llmdeploy_cli.supervise import state as st_mod
+
+    assert control.known_names() == []
+    st_mod.log_path("old-run").write_text("x\n")  # stopped long ago: its log is kept
+    (st_mod.logs_dir() / "old-run.supervisor.log").write_text("")
+    (st_mod.logs_dir() / "old-run.log.1").write_text("")  # a rotated log adds no name
+    st = st_mod.RunState(
+        name="qwen2.5-1.5b-instruct", backend="vllm", profile=None, profile_hash=None,
+        base_url="http://127.0.0.1:8000/v1", model="m", port=8000, log="",
+    )  # fmt: skip
+    st_mod.save(st)
+    assert control.known_names() == ["old-run", "qwen2.5-1.5b-instruct"]
+    assert control.similar_names("qwen") == ["qwen2.5-1.5b-instruct"]  # the README's case
+    assert control.similar_names("qwen2.5-instruct") == ["qwen2.5-1.5b-instruct"]
+    assert control.similar_names("old-rnu") == ["old-run"]
+    assert control.similar_names("mistral") == []
