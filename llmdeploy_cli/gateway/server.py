@@ -143,10 +143,10 @@ async def run_gateway(
         ],
     )
 
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     host, port = gw.spec.listen.host, gw.spec.listen.port
-    site = web.TCPSite(runner, host, port, shutdown_timeout=1.0)
+    site = web.TCPSite(runner, host, port)
     try:
         await site.start()
     except OSError as e:
