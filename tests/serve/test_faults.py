@@ -314,3 +314,51 @@ def test_lost_race_for_the_run_lock_is_a_preflight_failure(
     finally:
         lock.release()
     assert read_state("raced") is None
+
+
+def test_stop_during_the_smoke_of_a_detached_serve(tiny_model, fake_engine, tmp_path):
+    """The failure table's stop column: a stop that lands while a detached serve smokes
+    stops the run (it used to be ignored: `ready` was printed and the server kept running)."""
+    from tests.serve.conftest import llmctl_env
+
+    p = tmp_path / "slow-smoke.yml"
+    p.write_text(
+        f"""name: slow-smoke
+backend: vllm
+model:
+  source: {tiny_model}
+  served_name: slow
+server:
+  host: 127.0.0.1
+  port: auto
+runtime:
+  executable: {fake_engine("slow_chat")}
+  engine_version: "0.33.0"
+"""
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llmdeploy_cli", "serve", str(p), "--detach", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=llmctl_env(SLOW_CHAT_S="3"),
+    )
+    try:
+        seen = []
+        for line in proc.stderr:
+            seen.append(line)
+            if "smoke ..." in line:
+                break
+        st = read_state("slow-smoke")
+        assert st and st["phase"] == "ready", "".join(seen)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert out == "" and "stopped" in err
+        assert not alive(st["supervisor_pid"]) and group_left(st["pgid"]) == []
+        assert read_state("slow-smoke") is None
+    finally:
+        proc.kill()
+        st = read_state("slow-smoke")
+        if st:
+            kill_quietly(st.get("pgid"))
