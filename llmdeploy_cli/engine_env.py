@@ -1,4 +1,4 @@
-"""Where an engine lives and which version it is, found without running it (DESIGN.md §9).
+"""Where an engine lives and which version it is, found without running it (docs/design.md §9).
 
 Order: the distribution's dist-info in the engine's environment (runtime.venv, conda env,
 the venv around runtime.executable or the executable on PATH), else the profile's pinned

@@ -1,7 +1,7 @@
 """How commands print: data to stdout (text or JSON), progress and errors to stderr.
 
 The core never prints; commands call these helpers. Every JSON document carries
-`schema_version`; failures under --json print the §9 error envelope on stdout.
+`schema_version`; failures under --json print the error envelope (docs/design.md §9) on stdout.
 """
 
 from __future__ import annotations

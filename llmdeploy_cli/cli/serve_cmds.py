@@ -1,8 +1,12 @@
 """`llmctl serve`, `status`, `logs`, `stop`, `wait`: running a profile and watching it.
 
 Data (the ready line, status, JSON) goes to stdout; progress, the engine's live output and
-failures go to stderr. Exit codes as DESIGN.md §9; a server stopped by Ctrl-C or SIGTERM
+failures go to stderr. Exit codes as docs/design.md §9; a server stopped by Ctrl-C or SIGTERM
 exits 130 / 143 once its whole process group is gone.
+
+This module parses and renders: serving is `supervise.serve.serve` (one library call for
+foreground, --detach and managed: false, following docs/serve.md's failure table), whose
+events are drawn here; this module installs the stop signals and passes their flag in.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 writes says ready. It owns the engine (its process group), the log and the restart policy;
 `llmctl stop NAME` sends it SIGTERM and it stops the group before it exits.
 
-Kept small on purpose (DESIGN.md §5): no rich, no openai, no torch — its resident memory
+Kept small on purpose (docs/design.md §5): no rich, no openai, no torch — its resident memory
 is what a long-running server costs on top of the engine (benchmarks/readiness.py).
 """
 

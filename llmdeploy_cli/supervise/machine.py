@@ -1,4 +1,4 @@
-"""The supervision state machine and its driver (DESIGN.md §5).
+"""The supervision state machine and its driver (docs/design.md §5).
 
     STOPPED -> STARTING -> READY
     STARTING | READY -> STOPPING -> STOPPED

@@ -1,4 +1,4 @@
-"""Spawn an engine in its own process group, and stop the whole group (DESIGN.md §5).
+"""Spawn an engine in its own process group, and stop the whole group (docs/design.md §5).
 
 - argv lists only, never a shell; `start_new_session=True`, so the engine leads a new
   session and process group and a stop reaches every process it started;

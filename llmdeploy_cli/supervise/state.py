@@ -1,4 +1,4 @@
-"""Per-run state under the per-user state dir (DESIGN.md §5).
+"""Per-run state under the per-user state dir (docs/design.md §5).
 
     $STATE/runs/NAME.json   who runs what: supervisor and engine pids with start times,
                             pgid, port, base_url, model, log path, phase (mode 0600)
@@ -27,7 +27,7 @@ from pathlib import Path
 
 from llmdeploy_cli import paths
 
-# Phases (DESIGN.md §5); the state machine in machine.py moves between them.
+# Phases (docs/design.md §5); the state machine in machine.py moves between them.
 STOPPED = "stopped"
 STARTING = "starting"
 READY = "ready"
