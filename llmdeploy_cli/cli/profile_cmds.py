@@ -1,4 +1,4 @@
-"""`llmctl init`, `llmctl validate`, `llmctl render`: static work on profiles (DESIGN.md §9).
+"""`llmctl init`, `llmctl validate`, `llmctl render`: static work on profiles (docs/design.md §9).
 
 None of these touch the network or the model files.
 """
