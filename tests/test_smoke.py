@@ -140,8 +140,11 @@ def test_smoke_profile_json_shape(real_profile, real_server, capsys):
     assert rep["model"] == real_server["model"]
     assert rep["base_url"] == real_server["base_url"]
     checks = {c["name"]: c["status"] for c in rep["checks"]}
-    # transformers serve never lists a local directory: the listing is skipped, not failed
-    assert checks["model listed"] == "skip"
+    # the backend declares it may not list its model, but the server's answer decides:
+    # transformers serve 5.x lists the local directory, so the check passes
+    assert checks["model listed"] == "pass"
+    assert real_server["model"] in rep["listed_models"]
+    assert checks["sdk: chat"] == "pass" and checks["sdk: stream"] == "pass"
     for name in ("answer", "finish_reason", "usage"):
         assert checks[f"chat: {name}"] == "pass"
         assert checks[f"stream: {name}"] == "pass"
@@ -357,14 +360,15 @@ def test_ttft_skips_role_only_first_chunk():
 def test_request_parameters_only_where_they_apply():
     with OpenAIStandin(["m"]) as s:
         run_smoke(Endpoint(s.base_url, "m"), SmokeSpec(max_tokens=5, system_prompt="Be brief."))
-        plain, streamed = s.bodies("/v1/chat/completions")
-    for body in (plain, streamed):
+        plain, streamed, sdk_plain, sdk_streamed = s.bodies("/v1/chat/completions")
+    for body in (plain, streamed, sdk_plain, sdk_streamed):
         assert body["temperature"] == 0 and body["max_tokens"] == 5
         assert "top_p" not in body and "top_k" not in body
         assert [m["role"] for m in body["messages"]] == ["system", "user"]
-    assert "stream" not in plain
-    assert streamed["stream"] is True
+    assert "stream" not in plain and not sdk_plain.get("stream")
+    assert streamed["stream"] is True and sdk_streamed["stream"] is True
     assert streamed["stream_options"] == {"include_usage": True}
+    assert sdk_streamed["stream_options"] == {"include_usage": True}
 
 
 @pytest.mark.parametrize(
@@ -458,7 +462,9 @@ def test_server_refusing_stream_options_is_retried_once_without():
         rep = run_smoke(Endpoint(s.base_url, "m"), SmokeSpec())
         streamed = [b for b in s.bodies("/v1/chat/completions") if b.get("stream")]
     assert rep.ok
-    assert len(streamed) == 2 and "stream_options" not in streamed[1]
+    # ours, ours again without it, then the SDK's stream (without it from the start)
+    assert len(streamed) == 3 and "stream_options" not in streamed[1]
+    assert "stream_options" not in streamed[2]
     assert any("stream_options" in w for w in rep.warnings)
 
 
@@ -511,7 +517,7 @@ def test_auth_error_from_core_names_the_env():
 
 
 def test_proxy_variables_apply_to_remote_urls_only():
-    from llmdeploy_cli.smoke import _use_proxy_env
+    from llmdeploy_cli.openai_http.clients import use_proxy_env as _use_proxy_env
 
     assert not _use_proxy_env("http://127.0.0.1:8000/v1")
     assert not _use_proxy_env("http://localhost:8000/v1")
@@ -531,3 +537,48 @@ def test_second_finish_in_an_empty_chunk_is_a_warning():
 def test_text_after_finish_still_fails():
     with OpenAIStandin(["m"], fault="text_after_finish") as s, pytest.raises(SmokeFailed):
         run_smoke(Endpoint(s.base_url, "m"), SmokeSpec())
+
+
+def test_sdk_pass_runs_plain_and_streamed_calls_through_the_openai_sdk():
+    with OpenAIStandin(["m"], api_key="k") as s:
+        rep = run_smoke(Endpoint(s.base_url, "m"), SmokeSpec(), api_key="k")
+        sent = [h for (_m, p, h, _b) in s.requests if p == "/v1/chat/completions"]
+        sdk = [{k.lower(): v for k, v in h.items()} for h in sent[2:]]
+    statuses = {c.name: c.status for c in rep.checks}
+    assert statuses["sdk: chat"] == "pass" and statuses["sdk: stream"] == "pass"
+    assert len(sdk) == 2 and all(h["authorization"] == "Bearer k" for h in sdk)
+    assert all(h.get("x-stainless-retry-count") == "0" for h in sdk)
+    assert rep.ok and rep.warnings == []
+
+
+def test_what_the_sdk_refuses_fails_the_smoke_with_its_own_error(capsys):
+    with OpenAIStandin(["m"], fault="refuse_sdk") as s:
+        code, doc = smoke_json(capsys, "--url", s.base_url, "--model", "m")
+    assert code == 6, doc
+    checks = {c["name"]: c for c in doc["report"]["checks"]}
+    assert checks["chat: answer"]["status"] == "pass"  # our own pass was fine
+    assert checks["sdk: chat"]["status"] == "fail"
+    assert "BadRequestError" in checks["sdk: chat"]["detail"]
+    assert "x-stainless-* headers are not allowed" in checks["sdk: chat"]["detail"]
+
+
+def test_content_the_sdk_hands_over_as_a_list_fails():
+    """Our parser takes a list of content parts as text; a client reading .content would
+    get a list, so the SDK pass fails it."""
+    with OpenAIStandin(["m"], fault="content_parts") as s:
+        rep = run_smoke(Endpoint(s.base_url, "m"), SmokeSpec(), raise_on_failure=False)
+    checks = {c.name: c for c in rep.checks}
+    assert checks["chat: answer"].status == "pass"
+    assert checks["sdk: chat"].status == "fail" and "not a string" in checks["sdk: chat"].detail
+    assert checks["sdk: stream"].status == "pass"
+
+
+def test_unlisted_model_for_a_non_listing_backend_is_decided_by_the_server():
+    """check_listed=False (a backend that may not list its model) still asks the server."""
+    with OpenAIStandin(["m"]) as s:
+        rep = run_smoke(Endpoint(s.base_url, "m"), SmokeSpec(), check_listed=False)
+    assert {c.name: c.status for c in rep.checks}["model listed"] == "pass"
+    with OpenAIStandin(["m"], list_models=False) as s:
+        rep = run_smoke(Endpoint(s.base_url, "m"), SmokeSpec(), check_listed=False)
+    assert {c.name: c.status for c in rep.checks}["model listed"] == "skip"
+    assert rep.ok and rep.warnings == []

@@ -1,7 +1,7 @@
 """`llmctl smoke FILE | --url URL`: check that a served endpoint really answers (docs/smoke.md).
 
 Parses options, finds the endpoint (from the profile, the running server's state, or --url),
-calls `llmdeploy_cli.smoke.run_smoke` and renders its report. Exit codes as DESIGN.md §9:
+calls `llmdeploy_cli.smoke.run_smoke` and renders its report. Exit codes (errors.ExitCode):
 0 ok, 2 usage, 5 unreachable, 6 a check failed, 1 any other failure.
 """
 

@@ -39,6 +39,8 @@ FAULTS = {
     "error500",  # every completion answers 500
     "reject_stream_options",  # 400 when stream_options is sent
     "stream_error",  # stream carries {"error": ...} mid-way
+    "content_parts",  # plain answer: content as a list of parts, not a string
+    "refuse_sdk",  # 400 to requests from the openai SDK (a gateway rule on its headers)
 }
 
 
@@ -177,6 +179,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(404, "Not Found", "NotFoundError")
         if o.fault == "error500":
             return self._error(500, "CUDA error: an illegal memory access", "InternalServerError")
+        if o.fault == "refuse_sdk" and any(
+            k.lower().startswith("x-stainless") for k in self.headers
+        ):
+            return self._error(400, "x-stainless-* headers are not allowed", "BadRequestError")
         if body.get("stream"):
             if o.fault == "reject_stream_options" and "stream_options" in body:
                 return self._error(
@@ -222,6 +228,8 @@ class _Handler(BaseHTTPRequestHandler):
             msg["content"] = ""
         if f == "tool_calls":
             msg["tool_calls"] = [self._tool_call()]
+        if f == "content_parts":
+            msg["content"] = [{"type": "text", "text": self.owner.answer}]
         finish = None if f == "no_finish" else ("tool_calls" if f == "tool_calls" else "stop")
         doc = {
             "id": "chatcmpl-standin",
