@@ -271,12 +271,14 @@ class Backend:
         supervisor tells "down" from "loading" by the process being alive)."""
         import httpx
 
+        from llmdeploy_cli.openai_http.failures import classify
+
         url = endpoint.health_url or endpoint.base_url + "/models"
         path = "/" + url.split("/", 3)[-1] if url.count("/") >= 3 else url
         try:
             r = client.get(url)
         except httpx.TransportError as e:
-            return Probe(Readiness.DOWN, type(e).__name__)
+            return Probe(Readiness.DOWN, classify(e).kind)
         if r.status_code == 200:
             return Probe(Readiness.READY, f"{path} 200")
         said = _server_message(r)
@@ -286,15 +288,20 @@ class Backend:
         """Is the model listed in GET /v1/models under the exact name requests will use?"""
         import httpx
 
+        from llmdeploy_cli.openai_http.failures import classify
+        from llmdeploy_cli.openai_http.wire import model_ids
+
         try:
             r = client.get(endpoint.base_url + "/models")
         except httpx.TransportError as e:
-            return Probe(Readiness.DOWN, type(e).__name__)
+            return Probe(Readiness.DOWN, classify(e).kind)
         if r.status_code != 200:
             return Probe(Readiness.LOADING, f"/v1/models answered {r.status_code}")
         try:
-            ids = [m.get("id") for m in r.json().get("data", [])]
-        except (ValueError, AttributeError):
+            ids = model_ids(r.json())
+        except ValueError:
+            ids = None
+        if ids is None:
             return Probe(Readiness.LOADING, "/v1/models did not return a model list")
         if endpoint.model in ids:
             return Probe(Readiness.READY, f"model '{endpoint.model}' listed")
@@ -380,16 +387,14 @@ OFFLINE_ENV = dict(HF_OFFLINE)
 
 def _server_message(r) -> str:
     """What a non-200 answer says (llama.cpp: {"error": {"message": "Loading model"}})."""
+    from llmdeploy_cli.openai_http.wire import error_text, loads
+
     try:
-        doc = r.json()
+        doc = loads(r.content)
     except ValueError:
         return r.text.strip()[:80]
-    if not isinstance(doc, dict):
-        return ""
-    err = doc.get("error")
-    if isinstance(err, dict):
-        err = err.get("message")
-    return str(err or doc.get("status") or "")[:80]
+    said = isinstance(doc, dict) and any(k in doc for k in ("error", "detail", "message", "status"))
+    return error_text(doc, 80) if said else ""
 
 
 def _client_host(bind: str) -> str:

@@ -1,4 +1,4 @@
-"""Staged readiness (DESIGN.md §5): is the endpoint really serving?
+"""Staged readiness: is the endpoint really serving?
 
     alive -> port accepting -> health (backend.probe) -> [after-ready steps]
           -> model listed under its exact name -> one real completion
@@ -152,7 +152,6 @@ def wait_ready(
     true once the caller wants to give up. `after_health()` runs once the health rung
     passes (the backend's after-ready steps: a model must be pulled, created or launched
     before it can be listed). Raises Crashed, NotReadyError, Interrupted."""
-    import httpx
 
     dl = deadlines or Deadlines.for_profile(backend, profile)
     extend = profile.health.extend_on_progress
@@ -177,17 +176,17 @@ def wait_ready(
             on_phase(phase)
         return time.monotonic()
 
-    headers = {}
-    key = endpoint.api_key()
-    if key:
-        headers["Authorization"] = f"Bearer {key}"
     own_client = client is None
     if client is None:
-        client = httpx.Client(
-            headers=headers,
-            timeout=httpx.Timeout(5.0, connect=1.0),
-            limits=httpx.Limits(max_connections=4, max_keepalive_connections=2),
-            trust_env=False,
+        from llmdeploy_cli.openai_http.clients import sync_client
+
+        client = sync_client(
+            endpoint.base_url,
+            api_key=endpoint.api_key(),
+            timeout=5.0,
+            connect=1.0,
+            max_connections=4,
+            keepalive=2,
         )
     try:
         # 1-2. alive, port accepting (back off while refused)
@@ -262,6 +261,9 @@ def wait_ready(
 def _one_request(client, endpoint: Endpoint, timeout: float) -> tuple[bool, str, dict | None]:
     import httpx
 
+    from llmdeploy_cli.openai_http.failures import TIMEOUT, classify
+    from llmdeploy_cli.openai_http.wire import body_error_text
+
     if endpoint.task == "embedding":
         path, body = "/embeddings", {"model": endpoint.model, "input": "ready?"}
     else:
@@ -275,12 +277,14 @@ def _one_request(client, endpoint: Endpoint, timeout: float) -> tuple[bool, str,
         }
     try:
         r = client.post(endpoint.base_url + path, json=body, timeout=timeout)
-    except httpx.TimeoutException:
-        return False, f"POST {path} timed out", None
     except httpx.TransportError as e:
-        return False, f"POST {path}: {type(e).__name__}", None
+        f = classify(e)
+        if f.kind == TIMEOUT:
+            return False, f"POST {path} timed out", None
+        return False, f"POST {path}: {f.kind}", None
     if r.status_code != 200:
-        return False, f"POST {path} answered {r.status_code}: {r.text[:200]}", None
+        said = body_error_text(r.content, r.status_code, 200)
+        return False, f"POST {path} answered {r.status_code}: {said}", None
     try:
         doc = r.json()
     except ValueError:

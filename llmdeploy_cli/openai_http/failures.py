@@ -11,12 +11,12 @@ to a `TransportFailure(kind, message)`. The kinds:
 
 Bench counts failures by these kinds; smoke and the other commands turn them into one
 `UnreachableError` line with a hint (`unreachable_error`). No HTTP library is imported
-here: an exception is recognised through the module it came from.
+here (nor asyncio: the supervisor's memory stays as measured): an exception is recognised
+through the module it came from.
 """
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import sys
 from dataclasses import dataclass
@@ -82,7 +82,8 @@ def classify(e: BaseException) -> TransportFailure:
     """The kind of a transport failure, and its message in a few words."""
     kind = _httpx(e) or _aiohttp(e)
     if kind is None:
-        if isinstance(e, (asyncio.TimeoutError, TimeoutError)):
+        aio = sys.modules.get("asyncio")  # its TimeoutError is the builtin from 3.11 on
+        if isinstance(e, TimeoutError) or (aio is not None and isinstance(e, aio.TimeoutError)):
             kind = TIMEOUT
         elif isinstance(e, ConnectionRefusedError) or getattr(e, "errno", None) in (
             errno.ECONNREFUSED,
