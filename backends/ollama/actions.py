@@ -34,10 +34,15 @@ def prepare_model(
     import httpx
     import ollama
 
+    from llmdeploy_cli.openai_http.clients import use_proxy_env
+    from llmdeploy_cli.openai_http.failures import CONNECT, TIMEOUT, classify
+
     root = plan.endpoint.base_url.removesuffix("/v1")
     load_s = profile.health.load_timeout or default_load_s
-    # trust_env=False: a proxy from the environment must not sit between us and Ollama.
-    oc = ollama.Client(host=root, timeout=httpx.Timeout(load_s, connect=10.0), trust_env=False)
+    # the one proxy rule: proxy variables for a remote Ollama, never for loopback
+    oc = ollama.Client(
+        host=root, timeout=httpx.Timeout(load_s, connect=10.0), trust_env=use_proxy_env(root)
+    )
     step, name = "pull", spec.pull_name or spec.served
     try:
         if spec.pull_name:
@@ -53,18 +58,19 @@ def prepare_model(
             report(f"preload: {spec.served} loaded", 1.0)
     except ollama.ResponseError as e:
         raise _explain(step, name, e) from None
-    except (ConnectionError, httpx.ConnectError):  # the library raises both
-        raise UnreachableError(
-            f"{step}: cannot connect to Ollama at {root}",
-            hint="is it running? (server.managed: false expects it already up)",
-        ) from None
-    except httpx.TimeoutException:
-        raise LlmctlError(
-            f"{step} {name}: Ollama did not answer within {load_s:.0f} s",
-            hint="raise health.load_timeout for big models or slow links",
-        ) from None
-    except httpx.HTTPError as e:
-        raise LlmctlError(f"{step} {name}: {type(e).__name__}: {e}") from None
+    except (ConnectionError, httpx.HTTPError) as e:  # the library raises both
+        failure = classify(e)
+        if failure.kind == CONNECT or isinstance(e, ConnectionError):
+            raise UnreachableError(
+                f"{step}: cannot connect to Ollama at {root}",
+                hint="is it running? (server.managed: false expects it already up)",
+            ) from None
+        if failure.kind == TIMEOUT:
+            raise LlmctlError(
+                f"{step} {name}: Ollama did not answer within {load_s:.0f} s",
+                hint="raise health.load_timeout for big models or slow links",
+            ) from None
+        raise LlmctlError(f"{step} {name}: {failure.kind}: {failure.message}") from None
     finally:
         oc.close()
 
@@ -222,10 +228,9 @@ def _upload_blob(client: httpx.Client, root: str, path: str, report) -> str:
 
 
 def _error_text(r) -> str:
-    try:
-        return str(r.json().get("error", r.text))
-    except (ValueError, AttributeError):
-        return r.text[:200]
+    from llmdeploy_cli.openai_http.wire import body_error_text
+
+    return body_error_text(r.content, r.status_code, 200)
 
 
 _NETWORK = ("dial tcp", "no such host", "i/o timeout", "network is unreachable", "tls", "eof")

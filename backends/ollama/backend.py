@@ -344,10 +344,12 @@ class OllamaBackend(Backend):
     def probe(self, client: httpx.Client, endpoint: Endpoint) -> Probe:
         import httpx
 
+        from llmdeploy_cli.openai_http.failures import classify
+
         try:
             r = client.get(endpoint.health_url or endpoint.base_url.removesuffix("/v1") + "/")
         except httpx.TransportError as e:
-            return Probe(Readiness.DOWN, type(e).__name__)
+            return Probe(Readiness.DOWN, classify(e).kind)
         if r.status_code == 200 and "Ollama is running" in r.text:
             return Probe(Readiness.READY, "Ollama is running")
         if r.status_code == 200:

@@ -39,6 +39,8 @@ def launch_model(
         UnreachableError,
         UsageError,
     )
+    from llmdeploy_cli.openai_http.failures import TIMEOUT, classify
+    from llmdeploy_cli.openai_http.wire import body_error_text
 
     if backend.model_name(profile, backend.options(profile)) is None:
         raise UsageError(MISSING_NAME, hint="e.g. options: {model_name: qwen2.5-instruct}")
@@ -78,21 +80,18 @@ def launch_model(
             headers=headers,
             timeout=httpx.Timeout(max(deadline - time.monotonic(), 1.0), connect=10.0),
         )
-    except httpx.TimeoutException:
-        raise NotReadyError(
-            f"launch: model '{ep.model}' was not ready after {wait:.0f} s",
-            hint="raise health.load_timeout; the server log shows download/load progress",
-        ) from None
     except httpx.TransportError as e:
+        failure = classify(e)
+        if failure.kind == TIMEOUT:
+            raise NotReadyError(
+                f"launch: model '{ep.model}' was not ready after {wait:.0f} s",
+                hint="raise health.load_timeout; the server log shows download/load progress",
+            ) from None
         raise UnreachableError(
-            f"launch: Xinference at {root} unreachable ({type(e).__name__})"
+            f"launch: Xinference at {root} unreachable ({failure.kind}: {failure.message})"
         ) from None
     if r.status_code != 200:
-        try:
-            body = r.json()
-            detail = str(body.get("detail", r.text) if isinstance(body, dict) else body)
-        except ValueError:
-            detail = r.text
+        detail = body_error_text(r.content, r.status_code, limit=1 << 20)
         detail = scrub(detail.strip(), secrets)[-2000:]
         hint = _auth_hint(ep) if r.status_code in (401, 403) else None
         raise LlmctlError(
@@ -114,6 +113,7 @@ def _launch_credential(
     profile's key, or, with a login, a fresh access token from POST /token (an API key
     cannot launch, and a token pasted into the environment expires)."""
     from llmdeploy_cli.errors import LlmctlError, UsageError
+    from llmdeploy_cli.openai_http.wire import loads
 
     opts: XinferenceOptions = backend.options(profile)
     key = plan.endpoint.api_key()
@@ -137,9 +137,10 @@ def _launch_credential(
     token = None
     if r.status_code == 200:
         try:
-            token = r.json().get("access_token")
-        except (ValueError, AttributeError):
-            token = None
+            doc = loads(r.content)
+        except ValueError:
+            doc = None
+        token = doc.get("access_token") if isinstance(doc, dict) else None
     if not token:
         raise LlmctlError(
             f"launch: Xinference refused the login of '{user}' ({r.status_code})",
