@@ -100,3 +100,25 @@ def test_memory_need_on_gpu_and_on_cpu(write_profile, tiny_model):
     assert not need.on_gpu and need.gpu_bytes == 0
     assert need.host_bytes == p.weights_bytes + kv + 848 * MiB
     assert need.base_source.startswith("measured:")
+
+
+def test_a_backend_without_a_rule_gets_a_clear_refusal(monkeypatch, write_profile, tiny_model):
+    """memory = NOT_SUPPORTED: plan refuses in one line naming the backend (exit 2), and
+    doctor's gpu.memory is a skip saying why, not a guess."""
+    from llmdeploy_cli.cli.app import main
+    from llmdeploy_cli.models.doctor import run_doctor
+    from llmdeploy_cli.models.gpus import GpuInfo
+
+    monkeypatch.setattr(type(registry.get("transformers")), "memory", NOT_SUPPORTED)
+    p = write_profile(
+        f"""
+        name: nr
+        backend: transformers
+        model: {{source: {tiny_model}}}
+        """
+    )
+    assert main(["plan", str(p), "--gpu-mem", "24GiB"]) == 2
+    gpu = GpuInfo(0, "NVIDIA Test", 24 * GiB, 23 * GiB, "570.1", "12.8")
+    report = run_doctor(p, environ={}, gpu_query=lambda: ([gpu], None))
+    check = next(c for c in report.checks if c.check == "gpu.memory")
+    assert check.level == "skip" and "declares no memory rule" in check.message
