@@ -177,6 +177,17 @@ class BenchLoop:
                     "output length is not forced, answers may stop early"
                 )
                 return
+            if again.status is not None and again.status != rec.status:
+                rec = again  # refused for another reason once the extensions were gone
+        if rec.status is not None and 400 <= rec.status < 500 and rec.status not in (408, 429):
+            # The request itself is refused: every request of the run would be. Stop now,
+            # with the server's own words.
+            raise LlmctlError(
+                f"the server refused the first request (HTTP {rec.status}): {rec.error}",
+                hint="nothing was measured; fix what the server names (a prompt longer than "
+                "the model's context: lower --input-len/--output-len, or pass --tokenizer "
+                "for exact token lengths)",
+            )
         if not rec.ok:
             self.notes.append(f"the check request failed ({rec.error_class}: {rec.error})")
 

@@ -134,6 +134,19 @@ def test_server_refusing_vllm_extensions_runs_unforced(capsys):
     assert any("ignore_eos" in n for n in doc["llmctl"]["notes"])
 
 
+def test_a_refused_first_request_stops_at_once_with_the_servers_words(capsys):
+    """A prompt over the model's context: stop after the check request, say why."""
+    with standin("--max-context", "64", "--ttft-ms", "1", "--itl-ms", "1") as (url, _):
+        code = main(["bench", "--url", url, "--input-len", "128", "--output-len", "8", "-n", "50"])
+        stamps = httpx.get(url.removesuffix("/v1") + "/stamps", timeout=10).json()
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "refused the first request (HTTP 400)" in err
+    assert "maximum context length is 64 tokens" in err
+    assert "min_tokens" not in err.split("hint")[0]  # the server's reason, not a field
+    assert stamps == {}  # nothing of the 50 was sent
+
+
 def test_server_killed_mid_run_writes_partial_result(tmp_path, capsys):
     out = tmp_path / "partial.json"
     with standin("--ttft-ms", "5", "--itl-ms", "5", "--die-after", "6") as (url, proc):

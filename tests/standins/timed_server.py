@@ -13,7 +13,8 @@ every chunk carries `"llmctl_stamp"`, and GET /stamps returns, per `x-request-id
 Fault injection: `--model` (404 for any other name), `--fail-every K --fail-status S`
 (every K-th chat request answered S), `--die-after N` (the process exits halfway through
 the N-th request's stream), `--strict` (400 for ignore_eos/min_tokens, like a server
-that does not know vLLM's extensions), `--api-key K` (401 without it), `--reasoning N`
+that does not know vLLM's extensions), `--max-context N` (400 with vLLM's message when the
+prompt's words plus max_tokens pass N), `--api-key K` (401 without it), `--reasoning N`
 (the first N tokens come as `reasoning_content`, like a reasoning model).
 
 Run: `python -m tests.standins.timed_server --port 0 --ttft-ms 50 --itl-ms 10`; it prints
@@ -91,6 +92,15 @@ class Server:
             return await self.json_reply(
                 writer, 400, {"error": {"message": "unknown parameter: ignore_eos"}}
             )
+        if self.a.max_context:  # one word of the messages counts as one token here
+            words = sum(len(str(m.get("content", "")).split()) for m in req.get("messages", []))
+            want = words + int(req.get("max_tokens") or 0)
+            if want > self.a.max_context:
+                msg = (
+                    f"This model's maximum context length is {self.a.max_context} tokens. "
+                    f"However, you requested {want} tokens."
+                )
+                return await self.json_reply(writer, 400, {"error": {"message": msg}})
         self.count += 1
         number = self.count
         if self.a.fail_every and number % self.a.fail_every == 0:
@@ -163,6 +173,7 @@ def parse(argv=None):
     p.add_argument("--fail-status", type=int, default=500)
     p.add_argument("--die-after", type=int, default=0)
     p.add_argument("--strict", action="store_true")
+    p.add_argument("--max-context", type=int, default=0, help="400 past N tokens (words)")
     p.add_argument("--api-key", default=None, help="401 unless 'Authorization: Bearer KEY'")
     p.add_argument("--reasoning", type=int, default=0, help="first N tokens as reasoning")
     return p.parse_args(argv)
