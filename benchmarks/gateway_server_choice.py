@@ -112,7 +112,10 @@ def start_proxy(code: str, upstream: str) -> tuple[subprocess.Popen, str]:
 async def load(url: str, n: int, concurrency: int) -> tuple[list[float], list[float]]:
     import aiohttp
 
-    body = b'{"model":"standin","messages":[{"role":"user","content":"hi"}],"stream":true,"max_tokens":16}'
+    body = (
+        b'{"model":"standin","messages":[{"role":"user","content":"hi"}],'
+        b'"stream":true,"max_tokens":16}'
+    )
     ttft: list[float] = []
     gaps: list[float] = []
     todo = iter(range(n))
@@ -181,9 +184,8 @@ def main() -> None:
                             (statistics.median(ttft), pct(ttft, 0.99), statistics.median(gaps), cpu)
                         )
                 print(f"\nconcurrency {c}, {args.n} streamed requests x {args.repeat} (medians)")
-                print(
-                    f"{'':10} {'TTFT p50 ms':>12} {'TTFT p99 ms':>12} {'ITL p50 ms':>11} {'CPU ms/req':>11}"
-                )
+                heads = ("TTFT p50 ms", "TTFT p99 ms", "ITL p50 ms", "CPU ms/req")
+                print(f"{'':10} " + " ".join(f"{h:>12}" for h in heads))
                 for name, rs in rows.items():
                     m = [statistics.median(r[i] for r in rs) for i in range(4)]
                     print(
