@@ -152,14 +152,7 @@ def check_port(profile: Profile, plan: Plan) -> list[Problem]:
     try:
         taken = port_in_use(bind, port)
     except OSError as e:
-        return [
-            Problem(
-                "port",
-                "fail",
-                f"cannot bind {host}:{port}: {e}",
-                fix="check server.host is an address of this machine",
-            )
-        ]
+        return [_bind_failure(host, port, e)]
     if taken:
         from llmdeploy_cli.supervise.diagnose import port_holder
 
@@ -177,6 +170,25 @@ def check_port(profile: Profile, plan: Plan) -> list[Problem]:
     if auto:
         return [Problem("port", "pass", "port: auto picks a free port at start")]
     return [Problem("port", "pass", f"{host}:{port} is free")]
+
+
+def _bind_failure(host: str, port: int, e: OSError) -> Problem:
+    """The engine could not bind host:port either: say why, and the key that fixes it."""
+    import errno
+
+    why = e.strerror or str(e)
+    if e.errno == errno.EADDRNOTAVAIL:
+        message = f"server.host {host} is not an address of this machine ({why})"
+        fix = "set server.host to one of this machine's addresses (127.0.0.1, 0.0.0.0 for all)"
+    elif e.errno == errno.EACCES:
+        message = f"cannot bind {host}:{port}: {why} (ports below 1024 need privileges)"
+        fix = "set server.port to 1024 or above (or `port: auto`)"
+    else:
+        message = f"cannot bind {host}:{port}: {why}"
+        fix = "check server.host is an address (or a name) of this machine"
+    return Problem(
+        "port", "fail", message, fix, data={"host": host, "port": port, "errno": e.errno}
+    )
 
 
 def port_of(url: str) -> int | None:
