@@ -55,6 +55,7 @@ class TransformersBackend(Backend):
     executable = "transformers"
     distribution = "transformers"
     newest_known = "5.23.0"
+    min_version = "5.2.0"  # `transformers serve FORCE_MODEL` as rendered here
     Options = TransformersOptions
     memory = NoPool(
         BaseMemory(

@@ -137,6 +137,9 @@ class Backend:
     executable: ClassVar[str]  # looked up on PATH / in the profile's runtime env
     distribution: ClassVar[str | None] = None  # Python distribution whose version we read
     newest_known: ClassVar[str]  # rendered against when the version cannot be found
+    # The oldest engine version that takes what build() renders (doctor fails an older
+    # installed one, naming this); None: no minimum known.
+    min_version: ClassVar[str | None] = None
     Options: ClassVar[type[BaseModel]] = NoOptions
     # Common profile keys this backend translates. A key set in the profile that is in
     # COMMON_KEYS but not here is refused, naming the backend (never silently dropped).

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from llmdeploy_cli.capabilities import supported
 from llmdeploy_cli.errors import Problem
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -38,16 +39,35 @@ def check_engine(backend: Backend, profile: Profile) -> list[Problem]:
         ]
     v = detect_version(backend, profile)
     level = "warn" if v.source == "newest-known" else "pass"
+    message = f"{backend.name} {v.version} (from {v.source.split(':', 1)[0]})"
+    fix = v.warning and "set runtime.engine_version or runtime.venv to pin it"
+    oldest = too_old(backend, v.version) if v.source != "newest-known" else None
+    if oldest:
+        level = "fail"
+        message += f": llmctl renders for {backend.name} {oldest} or later"
+        fix = f"upgrade {backend.distribution or backend.name} to {oldest} or later" + (
+            f" (llmctl engine install {backend.name})" if supported(backend.install) else ""
+        )
     return [
         Problem("engine.installed", "pass", f"{exe}", data={"path": exe}),
         Problem(
             "engine.version",
             level,
-            f"{backend.name} {v.version} (from {v.source.split(':', 1)[0]})",
-            fix=v.warning and "set runtime.engine_version or runtime.venv to pin it",
-            data={"version": v.version, "source": v.source},
+            message,
+            fix=fix,
+            data={"version": v.version, "source": v.source, "min_version": oldest or None},
         ),
     ]
+
+
+def too_old(backend: Backend, version: str) -> str | None:
+    """The backend's declared minimum (Backend.min_version) when `version` is older."""
+    from llmdeploy_cli.distinfo import version_tuple
+
+    oldest = getattr(backend, "min_version", None)
+    if not oldest or not version_tuple(version):
+        return None
+    return oldest if version_tuple(version) < version_tuple(oldest) else None
 
 
 def check_engine_flags(backend: Backend, profile: Profile, plan: Plan) -> Problem:
