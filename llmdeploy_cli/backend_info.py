@@ -39,6 +39,48 @@ def describe_all(profile: Profile | None = None) -> list[dict]:
                 "options": sorted(f.alias or n for n, f in be.Options.model_fields.items()),
                 "supports": sorted(be.supports),
                 "install_hint": be.install_hint,
+                "capabilities": describe_capabilities(be),
             }
         )
     return rows
+
+
+def describe_capabilities(be) -> dict:
+    """The backend's declared capabilities as JSON data ("not supported" / "undeclared")."""
+    from llmdeploy_cli.capabilities import NAMES, NOT_SUPPORTED, UNDECLARED, routes
+
+    out: dict = {}
+    for cap in NAMES:
+        value = getattr(be, cap, UNDECLARED)
+        if value is UNDECLARED:
+            out[cap] = "undeclared"
+        elif value is NOT_SUPPORTED:
+            out[cap] = "not supported"
+        elif cap in ("model_formats", "tasks"):
+            out[cap] = sorted(v.value for v in value)
+        elif cap == "container":
+            out[cap] = {
+                "image": value.image_template,
+                "cache_path": value.cache_path,
+                "cache_env": value.cache_env,
+            }
+        elif cap == "install":
+            out[cap] = {"default_version": value.default_version, "devices": list(value.devices)}
+        elif cap == "hub":
+            out[cap] = {
+                "modelscope": "not supported"
+                if value.modelscope is NOT_SUPPORTED
+                else dict(value.modelscope),
+                "source_env": value.source_env,
+                "cache_env": value.cache_env,
+            }
+        elif cap == "flag_source":
+            out[cap] = {"distribution": value.distribution}
+        elif cap == "memory":
+            describe = getattr(value, "describe", None)
+            out[cap] = describe() if callable(describe) else repr(value)
+        else:
+            out[cap] = value
+    if isinstance(out["tasks"], list):
+        out["routes"] = list(routes(out["tasks"]))
+    return out

@@ -133,6 +133,12 @@ def test_backends_lists_it_from_its_own_package(setup):
     assert rows["echo"]["package"] == "llmctl-echo-backend"
     assert rows["echo"]["entry_point"] == "llmctl_echo.backend:EchoBackend"
     assert rows["vllm"]["package"] == "llmdeploy-cli"
+    caps = rows["echo"]["capabilities"]
+    assert caps["tasks"] == ["chat"] and caps["routes"] == ["/v1/chat/completions"]
+    assert caps["install"] == {"default_version": "0.1.0", "devices": ["cpu"]}
+    assert caps["hub"]["modelscope"] == "not supported"
+    assert caps["memory"]["sizing"] == "none"
+    assert rows["llamacpp"]["capabilities"]["install"] == "not supported"
 
 
 def test_validate_and_render(setup):
