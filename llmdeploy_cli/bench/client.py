@@ -211,6 +211,23 @@ def transport_failure(e: BaseException) -> tuple[str, str]:
 async def list_models(client: aiohttp.ClientSession, base_url: str) -> list[str] | None:
     """GET {base_url}/models: the ids, or None when there is no model list. A refused
     connection raises ConnectionRefusedError (the caller says it is unreachable)."""
+    doc = await models_doc(client, base_url)
+    return None if doc is None else model_ids(doc)
+
+
+def context_length(doc, model: str) -> int | None:
+    """The context length the server gives for `model` in its /v1/models answer, where it
+    says one (vLLM and SGLang: `max_model_len`)."""
+    data = doc.get("data") if isinstance(doc, dict) else None
+    for m in data if isinstance(data, list) else []:
+        if isinstance(m, dict) and m.get("id") == model:
+            n = m.get("max_model_len")
+            return n if isinstance(n, int) and n > 0 else None
+    return None
+
+
+async def models_doc(client: aiohttp.ClientSession, base_url: str):
+    """The decoded GET {base_url}/models answer, or None (see list_models)."""
     import aiohttp
 
     try:
@@ -225,7 +242,7 @@ async def list_models(client: aiohttp.ClientSession, base_url: str) -> list[str]
             raise ConnectionRefusedError(str(e)) from None
         return None
     try:
-        return model_ids(loads(raw))
+        return loads(raw)
     except ValueError:
         return None
 

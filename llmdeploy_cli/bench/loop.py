@@ -103,6 +103,8 @@ class BenchLoop:
         cfg = self.cfg
         if not self.model:
             self.model = await self._first_model()
+        if cfg.check and not self.embedding:
+            await self._check_context()
         if cfg.check:
             await self._check()
         if cfg.warmup and not self.interrupted:
@@ -149,6 +151,31 @@ class BenchLoop:
             f"cannot reach {self.cfg.base_url}: connection refused",
             hint="is the server running? `llmctl serve FILE` starts it; check host and port",
         )
+
+    async def _check_context(self) -> None:
+        """Where the server says its context length, refuse prompts that cannot fit."""
+        try:
+            doc = await bc.models_doc(self.client, self.cfg.base_url)
+        except ConnectionRefusedError:
+            raise self._unreachable() from None
+        ctx = bc.context_length(doc, self.model)
+        if ctx is None:
+            return
+        words = self.cfg.workload.source == "random-words"
+        need = 0
+        for p in self.cfg.workload.prompts:
+            # without a tokenizer a word is at least one token: a lower bound
+            n = p.prompt_len
+            if n is None and words:
+                n = len((p.messages[-1].get("content") or "").split())
+            need = max(need, (n or 0) + (p.output_len or 0))
+        self.notes.append(f"the server gives '{self.model}' a context of {ctx} tokens")
+        if need > ctx:
+            raise UsageError(
+                f"the prompts need up to {need} tokens (input + output) but the server gives "
+                f"'{self.model}' a context of {ctx} tokens",
+                hint="lower --input-len / --output-len so that both fit",
+            )
 
     async def _check(self) -> None:
         """One request before the run, to fail early and clearly on a bad URL/model/key."""

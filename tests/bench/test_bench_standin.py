@@ -147,6 +147,16 @@ def test_a_refused_first_request_stops_at_once_with_the_servers_words(capsys):
     assert stamps == {}  # nothing of the 50 was sent
 
 
+def test_prompts_over_the_context_the_server_lists_are_refused_before_sending(capsys):
+    args = ("--max-context", "64", "--list-context", "--ttft-ms", "1", "--itl-ms", "1")
+    with standin(*args) as (url, _):
+        code = main(["bench", "--url", url, "--input-len", "128", "--output-len", "8", "-n", "5"])
+        err = capsys.readouterr().err
+        assert code == 2 and "a context of 64 tokens" in err and "--input-len" in err
+        ok = main(["bench", "--url", url, "--input-len", "16", "--output-len", "8", "-n", "3"])
+    assert ok == 0
+
+
 def test_server_killed_mid_run_writes_partial_result(tmp_path, capsys):
     out = tmp_path / "partial.json"
     with standin("--ttft-ms", "5", "--itl-ms", "5", "--die-after", "6") as (url, proc):

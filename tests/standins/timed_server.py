@@ -72,13 +72,19 @@ class Server:
             return await self.json_reply(writer, 401, {"error": {"message": "bad api key"}})
         if method == "GET" and path == "/v1/models":
             return await self.json_reply(
-                writer, 200, {"object": "list", "data": [{"id": self.a.model, "object": "model"}]}
+                writer, 200, {"object": "list", "data": [self.model_entry()]}
             )
         if method == "GET" and path == "/stamps":
             return await self.json_reply(writer, 200, self.stamps)
         if method == "POST" and path == "/v1/chat/completions":
             return await self.chat(headers, body, received, writer)
         return await self.json_reply(writer, 404, {"error": {"message": f"no route {path}"}})
+
+    def model_entry(self) -> dict:
+        entry = {"id": self.a.model, "object": "model"}
+        if self.a.max_context and self.a.list_context:  # as vLLM lists it
+            entry["max_model_len"] = self.a.max_context
+        return entry
 
     async def chat(self, headers, body, received, writer) -> None:
         req = json.loads(body or b"{}")
@@ -174,6 +180,7 @@ def parse(argv=None):
     p.add_argument("--die-after", type=int, default=0)
     p.add_argument("--strict", action="store_true")
     p.add_argument("--max-context", type=int, default=0, help="400 past N tokens (words)")
+    p.add_argument("--list-context", action="store_true", help="max_model_len in /v1/models")
     p.add_argument("--api-key", default=None, help="401 unless 'Authorization: Bearer KEY'")
     p.add_argument("--reasoning", type=int, default=0, help="first N tokens as reasoning")
     return p.parse_args(argv)
