@@ -24,6 +24,8 @@ def register(app: typer.Typer) -> None:
 
 
 def _gib(n: int) -> str:
+    if n < 1024**3:
+        return f"{n / 1024**2:.0f} MiB"
     return f"{n / 1024**3:.2f} GiB"
 
 

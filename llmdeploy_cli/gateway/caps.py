@@ -1,44 +1,38 @@
-"""What the gateway asks of a backend, in one place: the routes it serves, whether it
-manages its own models, whether it takes an API key. Reads the backend's declared
-capabilities where it has them."""
+"""What the gateway asks of a backend, in one place, from the capabilities each backend
+declares (llmdeploy_cli/capabilities.py): the routes a model serves, whether its engine
+manages its own models, whether it takes an API key."""
 
 from __future__ import annotations
 
-ROUTES = {
-    "chat": ("/v1/chat/completions", "/v1/completions"),
-    "completions": ("/v1/completions",),
-    "embedding": ("/v1/embeddings",),
-    "embeddings": ("/v1/embeddings",),
-    "rerank": ("/v1/rerank", "/rerank", "/v1/score"),
+from llmdeploy_cli.capabilities import ModelFormat, Task, routes, supported, task_of
+
+# A profile's model.task -> the tasks a request for it may use
+FAMILY = {
+    Task.CHAT: {Task.CHAT, Task.COMPLETIONS},
+    Task.EMBEDDINGS: {Task.EMBEDDINGS},
+    Task.RERANK: {Task.RERANK},
 }
-
-
-def _caps(backend):
-    return getattr(backend, "capabilities", None)
+RERANK_ALIASES = ("/rerank", "/v1/score")  # what rerank servers also answer (Infinity, vLLM)
 
 
 def manages_own_models(backend) -> bool:
-    """An engine that loads and unloads models itself (Ollama, Xinference)."""
-    caps = _caps(backend)
-    value = getattr(caps, "manages_models", None) if caps is not None else None
-    if value is None:
-        value = getattr(backend, "manages_models", False)
-    return bool(value)
+    """An engine with its own model registry (Ollama, Xinference) loads and unloads models
+    itself: the gateway routes to it and never evicts it."""
+    formats = getattr(backend, "model_formats", None)
+    return bool(supported(formats) and ModelFormat.REGISTRY_NAME in formats)
 
 
 def takes_api_key(backend) -> bool:
     return "server.api_key_env" in getattr(backend, "supports", frozenset())
 
 
-def routes(backend, task: str) -> tuple[str, ...]:
-    """Paths the gateway proxies to this model."""
-    caps = _caps(backend)
-    tasks = getattr(caps, "tasks", None) if caps is not None else None
-    if not tasks:
-        tasks = (task,)
-    out: list[str] = []
-    for t in tasks:
-        for r in ROUTES.get(str(t), ()):
-            if r not in out:
-                out.append(r)
-    return tuple(out)
+def model_routes(backend, task: str) -> tuple[str, ...]:
+    """Paths the gateway proxies to a model: its profile's task, as far as the backend
+    declares it."""
+    want = FAMILY.get(task_of(task), {task_of(task)})
+    declared = getattr(backend, "tasks", None)
+    tasks = want & set(declared) if supported(declared) else want
+    out = routes(tasks or want)
+    if Task.RERANK in tasks:
+        out += RERANK_ALIASES
+    return out

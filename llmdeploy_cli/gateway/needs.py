@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 HOST = "host"
 GiB = 1024**3
 MiB = 1024**2
-BASE_PROCESS = 512 * MiB  # a server process before its model: interpreter, runtime, buffers
 
 
 @dataclass
@@ -89,19 +88,20 @@ def need_of(model, budgets: dict[str, int]) -> Need:
     if not model.evictable:
         return Need({}, "not counted", "its engine manages its own memory")
     from llmdeploy_cli.errors import LlmctlError
-    from llmdeploy_cli.models.plan import compute_plan, inputs_for
+    from llmdeploy_cli.models.plan import memory_need
 
+    idx = [] if cpu else gpu_indices(profile)
+    card = min((budgets.get(gpu(i), 0) for i in idx), default=0) if idx else None
     try:
-        inp = inputs_for(profile)
+        n = memory_need(
+            profile,
+            gpu_mem_bytes=card or None,
+            engine_version=model.resolved.plan.engine_version,
+        )
     except LlmctlError as e:
         return Need({}, "unknown", f"{e.message}; set models.{model.name}.need")
-    if cpu:
-        p = compute_plan(inp, 1 << 50, 1)
-        ctx = inp.max_model_len or p.max_model_len
-        seqs = inp.max_num_seqs or 1
-        kv = int(p.kv_bytes_per_token_total * ctx * seqs)
-        return Need({HOST: p.weights_bytes + kv + BASE_PROCESS}, "plan (cpu)")
-    idx = gpu_indices(profile)
-    size = min(budgets.get(gpu(i), 0) for i in idx) or 80 * GiB
-    p = compute_plan(inp, size, len(idx))
-    return Need({gpu(i): int(p.budget_bytes) for i in idx}, f"plan ({p.budget_rule})")
+    if not n.on_gpu:
+        return Need({HOST: n.host_bytes}, f"plan: {n.rule}")
+    out = {gpu(i): n.gpu_bytes for i in idx[: max(1, n.gpus)]}
+    out[HOST] = n.host_bytes  # the engine's base process lives in host RAM
+    return Need(out, f"plan: {n.rule}")

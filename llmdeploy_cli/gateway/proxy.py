@@ -22,7 +22,7 @@ import time
 
 from aiohttp import web
 
-from llmdeploy_cli.gateway.caps import routes as model_routes
+from llmdeploy_cli.gateway.caps import model_routes
 from llmdeploy_cli.gateway.fleet import READY, GatewayError
 from llmdeploy_cli.openai_http import wire
 
