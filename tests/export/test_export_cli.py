@@ -130,3 +130,23 @@ def test_a_secret_interpolated_into_argv_is_refused(capsys, tmp_path, monkeypatc
     assert main(["export", str(p), "--to", "kubernetes", "--json"]) == 2
     out = capsys.readouterr().out
     assert "a secret" in json.loads(out)["error"]["message"] and "sk-abcdefgh" not in out
+
+
+def test_a_backend_without_a_container_needs_image_and_cache_path(capsys, monkeypatch):
+    """container: NOT_SUPPORTED (declared by the backend) -> kubernetes/compose refuse with
+    one line unless --image and --cache-path are given; systemd needs neither."""
+    from llmdeploy_cli import registry
+    from llmdeploy_cli.capabilities import NOT_SUPPORTED
+
+    tiny = PROFILES / "llamacpp-tiny.yml"
+    monkeypatch.setattr(type(registry.get("llamacpp")), "container", NOT_SUPPORTED)
+    assert main(["export", str(tiny), "--to", "kubernetes"]) == 2
+    err = capsys.readouterr().err
+    assert "backend 'llamacpp' declares no container" in err and "--cache-path" in err
+    assert "Traceback" not in err
+    args = ["--image", "my/llama:1", "--cache-path", "/models-cache"]
+    assert main(["export", str(tiny), "--to", "kubernetes", *args]) == 0
+    out = capsys.readouterr().out
+    assert "image: my/llama:1" in out and "mountPath: /models-cache" in out
+    assert main(["export", str(tiny), "--to", "systemd"]) == 0
+    assert "ExecStart=" in capsys.readouterr().out
