@@ -416,3 +416,23 @@ def test_remove_refuses_while_an_install_holds_the_lock(engines):
     assert env.exists()
     store.remove(env)
     assert not env.exists()
+
+
+def test_recipes_come_from_the_backends(engines):
+    """`engine install` knows what each backend declares as its install capability."""
+    from llmdeploy_cli import registry
+    from llmdeploy_cli.engines import catalog
+
+    for name in ("ollama", "llamacpp"):  # install = NOT_SUPPORTED: binaries, not recipes
+        with pytest.raises(UsageError, match=f"no install recipe for engine '{name}'") as e:
+            inst.install(name, tools=FakeTools())
+        assert "xinference" in e.value.hint and name not in e.value.hint
+    recipe = catalog.get("xinference")
+    backend = registry.get("xinference")
+    assert (recipe.name, recipe.distribution, recipe.executable) == (
+        "xinference",
+        backend.distribution,
+        backend.executable,
+    )
+    assert recipe.default_version == backend.install.default_version
+    assert set(catalog.RECIPES) == set(catalog.installable())
