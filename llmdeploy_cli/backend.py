@@ -140,6 +140,10 @@ class Backend:
     # The oldest engine version that takes what build() renders (doctor fails an older
     # installed one, naming this); None: no minimum known.
     min_version: ClassVar[str | None] = None
+    # The engine's own names for what a common key sets (option name -> dotted common
+    # key): `options.num_ctx` is refused with "use resources.max_model_len". A common key's
+    # own last part (options.max_model_len) needs no entry.
+    option_keys: ClassVar[dict[str, str]] = {}
     Options: ClassVar[type[BaseModel]] = NoOptions
     # Common profile keys this backend translates. A key set in the profile that is in
     # COMMON_KEYS but not here is refused, naming the backend (never silently dropped).
@@ -416,6 +420,19 @@ def _option_issue(backend: Backend, profile: Profile, err: dict[str, Any]) -> Pr
 
     loc = ("options", *err["loc"])
     if err["type"] == "extra_forbidden":
+        common = common_key_for(backend, str(err["loc"][-1]))
+        if common is not None and common in backend.supports:
+            return profile.issue(
+                loc,
+                f"not an option of backend '{backend.name}': the common key {common} sets it",
+                f"use {common} instead (llmctl renders the engine's own flag for it)",
+            )
+        if common is not None:
+            return profile.issue(
+                loc,
+                f"not an option of backend '{backend.name}' (it is what {common} sets)",
+                f"backend '{backend.name}' cannot honour {common}: remove the option",
+            )
         names = [f.alias or n for n, f in backend.Options.model_fields.items()]
         close = difflib.get_close_matches(str(err["loc"][-1]), names, n=1, cutoff=0.6)
         hint = (
@@ -426,6 +443,19 @@ def _option_issue(backend: Backend, profile: Profile, err: dict[str, Any]) -> Pr
         return profile.issue(loc, f"not an option of backend '{backend.name}'", hint)
     msg = err["msg"].removeprefix("Value error, ")
     return profile.issue(loc, f"{msg} (got {err.get('input')!r})")
+
+
+def common_key_for(backend: Backend, option: str) -> str | None:
+    """The common key an engine option name stands for (the backend's option_keys, else a
+    common key's own last part), or None."""
+    name = option.strip().lstrip("-").replace("-", "_")
+    declared = getattr(backend, "option_keys", None) or {}
+    if name in declared:
+        return declared[name]
+    for key in sorted(COMMON_KEYS):
+        if key.rsplit(".", 1)[-1] == name:
+            return key
+    return None
 
 
 def negatable_flag(argv: list, name: str, value: bool | None) -> None:
