@@ -68,9 +68,9 @@ def check_model(profile: Profile) -> tuple[Path | None, list[Problem]]:
     problems = model_dir_problems(local, need_gguf=need_gguf)
     if profile.model.tokenizer:  # the tokenizer comes from elsewhere
         problems = [p for p in problems if p.check != "model.tokenizer"]
-    if problems:
+    if any(p.level == "fail" for p in problems):
         return local, problems
-    extra = _remote_code(profile, local)
+    extra = problems + _remote_code(profile, local)
     try:
         info = inspect_model(local)
         params = f"{info.params:,} params" if info.params else "params unknown"

@@ -11,8 +11,11 @@ from typing import TYPE_CHECKING
 
 from llmdeploy_cli.errors import Problem
 from llmdeploy_cli.models.readers import (
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
     INDEX_FILES,
     HeaderError,
+    is_adapter_file,
     is_gguf,
     read_gguf_meta,
     read_json,
@@ -131,7 +134,30 @@ def model_dir_problems(path: Path, *, need_gguf: bool = False) -> list[Problem]:
             )
         )
     problems += _weight_problems(path, ggufs)
-    return problems
+    return problems + mixed_adapter(path)
+
+
+def mixed_adapter(path: Path) -> list[Problem]:
+    """A LoRA adapter's files inside a full model's folder: the engine loads the base
+    weights and ignores the adapter (it is not applied), and its tensors are not the
+    model's (inspect does not count them)."""
+    names = [n for n in (ADAPTER_CONFIG, *ADAPTER_WEIGHTS) if (path / n).is_file()]
+    if not names or not (path / "config.json").is_file():
+        return []
+    base = adapter_base(path)
+    return [
+        Problem(
+            "model.adapter",
+            "warn",
+            f"{path} holds a full model and a LoRA adapter ({', '.join(names)}"
+            + (f", for {base}" if base else "")
+            + "): the engine serves the full model without the adapter",
+            fix="move the adapter to its own folder; to serve it, merge it into the base "
+            "(peft: PeftModel.from_pretrained(base, adapter).merge_and_unload()"
+            ".save_pretrained(DIR)) or load it with the engine's LoRA option",
+            data={"adapter_files": names, "base_model": base},
+        )
+    ]
 
 
 def _file_problems(path: Path, need_gguf: bool) -> list[Problem]:
@@ -197,10 +223,16 @@ def _weight_problems(path: Path, ggufs: list[Path]) -> list[Problem]:
             ]
         return _truncation_problems(path, shards)
 
-    sts = sorted(p.name for p in path.glob("*.safetensors") if p.is_file())
+    sts = sorted(
+        p.name for p in path.glob("*.safetensors") if p.is_file() and not is_adapter_file(p.name)
+    )
     if sts:
         return _truncation_problems(path, sts)
-    bins = [p for p in path.glob("*.bin") if p.is_file() and p.name != "training_args.bin"]
+    bins = [
+        p
+        for p in path.glob("*.bin")
+        if p.is_file() and p.name != "training_args.bin" and not is_adapter_file(p.name)
+    ]
     if bins or ggufs or any(path.glob("*.pt")) or any(path.glob("*.pth")):
         return []
     dangling = [p.name for p in path.iterdir() if p.is_symlink() and not p.exists()]
@@ -209,11 +241,17 @@ def _weight_problems(path: Path, ggufs: list[Path]) -> list[Problem]:
         Problem(
             "model.weights",
             "fail",
-            f"no weights in {path} (no *.safetensors, *.bin or *.gguf){extra}",
+            f"no weights in {path} (no *.safetensors, *.bin or *.gguf"
+            + (", only a LoRA adapter's" if any(is_adapter_file(n) for n in _names(path)) else "")
+            + f"){extra}",
             fix="download the model (llmctl pull PROFILE), or point model.source at the "
             "folder that has the weights",
         )
     ]
+
+
+def _names(path: Path) -> list[str]:
+    return [p.name for p in path.iterdir()]
 
 
 def _truncation_problems(path: Path, names: list[str]) -> list[Problem]:

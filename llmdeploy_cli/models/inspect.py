@@ -14,6 +14,7 @@ from llmdeploy_cli.models.readers import (
     ST_DTYPE_NAMES,
     HeaderError,
     TensorStats,
+    is_adapter_file,
     read_gguf_meta,
     read_json,
     safetensors_stats,
@@ -40,6 +41,8 @@ class ModelInfo:
     vocab_size: int | None = None
     quantization: str | None = None
     base_model: str | None = None  # LoRA adapters
+    # A LoRA adapter's files found inside a full model's folder (not counted in params)
+    adapter_files: list[str] = field(default_factory=list)
     lm_head_bytes: int | None = None  # stored lm_head.weight bytes (tied models load none)
     files: list[dict] = field(default_factory=list)  # {"name", "size"}
     config: dict = field(default_factory=dict, repr=False)
@@ -137,18 +140,19 @@ def inspect_model(path: str | Path) -> ModelInfo:
         files=_files(path),
         config=cfg,
     )
-    if any(path.glob("*.safetensors")):
+    info.adapter_files = sorted(p.name for p in path.iterdir() if is_adapter_file(p.name))
+    skip = {"training_args.bin", *info.adapter_files}
+    model_bins = [p for p in path.glob("*.bin") if p.name not in skip]
+    if any(not is_adapter_file(p.name) for p in path.glob("*.safetensors")):
         info.format = "safetensors"
         _fill_from_safetensors(path, info)
-    elif any(path.glob("*.bin")):
+    elif model_bins:
         info.format = "bin"
         index, _ = read_json(path / "pytorch_model.bin.index.json")
         total = ((index or {}).get("metadata") or {}).get("total_size")
         info.weight_bytes = total if isinstance(total, int) else None
         if info.weight_bytes is None:
-            info.weight_bytes = sum(
-                p.stat().st_size for p in path.glob("*.bin") if p.name != "training_args.bin"
-            )
+            info.weight_bytes = sum(p.stat().st_size for p in model_bins)
     elif any(path.glob("*.gguf")):
         g = _inspect_gguf(sorted(path.glob("*.gguf"))[0], path)
         info.format, info.params, info.params_source = "gguf", g.params, g.params_source
@@ -168,8 +172,10 @@ def _fill_from_safetensors(path: Path, info: ModelInfo) -> None:
     index, _ = read_json(path / "model.safetensors.index.json")
     if index and isinstance(index.get("weight_map"), dict):
         names = sorted(set(index["weight_map"].values()))
-    else:
+    elif info.kind == "lora-adapter":
         names = sorted(p.name for p in path.glob("*.safetensors"))
+    else:  # a model's own files: an adapter beside them is not counted twice
+        names = sorted(p.name for p in path.glob("*.safetensors") if not is_adapter_file(p.name))
     complete = True
     for name in names:
         try:

@@ -54,6 +54,15 @@ MAX_HEADER = 100 * 1024 * 1024  # safetensors caps its header at 100 MB
 
 INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 
+# A PEFT adapter's files (adapter_config.json beside adapter_model.safetensors or .bin):
+# weights of their own, never the model's.
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+
+
+def is_adapter_file(name: str) -> bool:
+    return name in ADAPTER_WEIGHTS or name == ADAPTER_CONFIG
+
 
 # -- safetensors ---------------------------------------------------------------------------
 
