@@ -633,3 +633,20 @@ def test_every_readable_backend_has_a_spec_the_cli_prints(capsys):
         assert spec["commands"] or spec["reader_file"]
         if spec["reader_file"]:
             assert __import__("os").path.isfile(spec["reader_file"]), spec["reader_file"]
+
+
+def test_the_declared_typer_reader_reads_the_installed_transformers(tmp_path):
+    """transformers is in llmctl's own test env: its declared flag source (a Typer app,
+    subcommand serve) read live gives the options of the committed snapshot."""
+    import importlib.util
+
+    if importlib.util.find_spec("transformers.cli.transformers") is None:
+        pytest.skip("transformers with its CLI is not installed here")
+    rc, out, err = _snapshot(flagcheck.spec_for("transformers"), tmp_path)
+    assert rc == 0, err
+    live = json.loads(out)["commands"][0]
+    assert live["command"] == "transformers serve"
+    committed = committed_snapshot("transformers", committed_versions("transformers")[-1])
+    want = set(committed["commands"][0]["options"])
+    missing = want - set(live["options"])
+    assert len(missing) <= len(want) // 10, f"live read lacks {sorted(missing)}"
