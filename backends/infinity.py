@@ -51,6 +51,8 @@ from llmdeploy_cli.capabilities import (
     HubVars,
     ModelFormat,
     Recipe,
+    Remedies,
+    Remedy,
     Task,
 )
 from llmdeploy_cli.engine_env import executable_for_argv
@@ -108,6 +110,8 @@ class InfinityBackend(Backend):
             "infinity-emb is not installed here to measure",
         )
     )
+    # Embeddings: no KV cache; the batch (--batch-size) is what a smaller setting saves.
+    remedies = Remedies(fewer_seqs=Remedy("resources.max_num_seqs"))
     supports = frozenset(
         {
             "model.served_name",

@@ -53,6 +53,8 @@ from llmdeploy_cli.capabilities import (
     ContainerSpec,
     HubVars,
     ModelFormat,
+    Remedies,
+    Remedy,
     Task,
 )
 from llmdeploy_cli.engine_env import env_prefix, executable_for_argv
@@ -135,6 +137,15 @@ class LlamacppBackend(Backend):
             "request; the llama-server binary is not measured",
         ),
         Sizing.LAYERS,
+    )
+    # Context (-c), slots (--parallel) and a q8_0 KV cache (--cache-type-k/v); plan keeps
+    # only those validate takes for the profile (llama-cpp-python refuses the last two).
+    remedies = Remedies(
+        shorter_context=Remedy("resources.max_model_len"),
+        kv_cache_dtype=Remedy(
+            "resources.kv_cache_dtype", "q8_0", "halves the KV bytes per token (f16 -> q8_0)"
+        ),
+        fewer_seqs=Remedy("resources.max_num_seqs"),
     )
     supports = frozenset(
         {

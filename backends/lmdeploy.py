@@ -35,6 +35,7 @@ and the InternLM/lmdeploy repository history for the version gates:
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal
 
 from llmctl_backends.flag_readers import reader_path
@@ -48,6 +49,8 @@ from llmdeploy_cli.capabilities import (
     HubVars,
     ModelFormat,
     Recipe,
+    Remedies,
+    Remedy,
     Task,
 )
 from llmdeploy_cli.engine_env import executable_for_argv, version_tuple
@@ -199,6 +202,18 @@ class LmdeployMemory(MemoryRule):
         setting = {"cache_max_entry_count": entry}
         return Budget(int(b.gpu_mem_bytes), rule, kv, tokens, reserve, setting)
 
+    def fraction_remedy(self, plan) -> dict | None:
+        """The cache_max_entry_count whose share of the memory free after the weights holds
+        one full request (on a card of plan.gpu_mem_bytes free)."""
+        free_after = plan.gpu_mem_bytes - plan.weights_per_gpu - sum(plan.reserve.values())
+        if free_after <= 0:
+            return None
+        need_kv = plan.max_model_len * plan.kv_bytes_per_token
+        value = math.ceil(need_kv / free_after * 100) / 100
+        if value > 0.95:
+            return None
+        return {"value": value, "why": f"holds one full {plan.max_model_len}-token request"}
+
 
 LMDEPLOY_MEMORY = LmdeployMemory(
     BaseMemory(
@@ -206,6 +221,25 @@ LMDEPLOY_MEMORY = LmdeployMemory(
         "estimate: at least python + torch + transformers imported (measured here, CPU "
         "build); the CUDA build and TurboMind add more",
     )
+)
+
+# What plan and doctor may suggest: LMDeploy refuses resources.gpu_memory_utilization (its
+# fraction is of FREE memory: options.cache_max_entry_count); --quant-policy takes int8;
+# --model-format awq reads an AWQ checkpoint (LMDeploy does not quantize while loading).
+LMDEPLOY_REMEDIES = Remedies(
+    more_gpus=Remedy("resources.tensor_parallel"),
+    shorter_context=Remedy("resources.max_model_len"),
+    memory_fraction=Remedy("options.cache_max_entry_count"),
+    kv_cache_dtype=Remedy(
+        "resources.kv_cache_dtype", "int8", "halves the KV bytes per token (--quant-policy 8)"
+    ),
+    quantization=Remedy(
+        "model.quantization",
+        "awq",
+        "an AWQ checkpoint of this model (lmdeploy lite auto_awq makes one): about a quarter "
+        "of the weight memory",
+    ),
+    fewer_seqs=Remedy("resources.max_num_seqs"),
 )
 
 
@@ -218,6 +252,9 @@ class LmdeployBackend(Backend):
     newest_known = "0.18.0"
     Options = LmdeployOptions
     memory = LMDEPLOY_MEMORY
+    remedies = LMDEPLOY_REMEDIES
+    # options.device other than cuda: Ascend, MetaX (maca), Cambricon (camb): no NVIDIA GPU
+    non_nvidia_devices = ("options.device", frozenset(DEVICES) - {"cuda"})
     supports = frozenset(
         {
             "model.served_name",

@@ -49,15 +49,19 @@ from llmdeploy_cli.backend import (
 from llmdeploy_cli.capabilities import (
     HF_OFFLINE,
     ContainerSpec,
+    ContextLimit,
     FlagSource,
     HubVars,
     ModelFormat,
     Recipe,
+    Remedies,
+    Remedy,
     Task,
 )
 from llmdeploy_cli.engine_env import executable_for_argv
 from llmdeploy_cli.errors import ProfileIssue
 from llmdeploy_cli.memory_rules import (
+    FP8_AT_LOAD,
     PYTORCH_BASE,
     BaseMemory,
     Budget,
@@ -152,7 +156,35 @@ SGLANG_MEMORY = SglangMemory(
         PYTORCH_BASE,
         "estimate: at least python + torch + transformers imported (measured here, CPU "
         "build); the CUDA build, the scheduler and detokenizer processes add more",
-    )
+    ),
+    # python/sglang/srt/layers/quantization/fp8.py (from vLLM's): a 16-bit checkpoint with
+    # --quantization fp8 is quantized to fp8 while loading.
+    load_quant={"fp8": FP8_AT_LOAD},
+)
+
+# What plan and doctor may suggest (keys in `supports`; SGLang's --kv-cache-dtype choices
+# have fp8_e4m3, not fp8 — see check()).
+SGLANG_REMEDIES = Remedies(
+    more_gpus=Remedy("resources.tensor_parallel"),
+    shorter_context=Remedy("resources.max_model_len"),
+    memory_fraction=Remedy("resources.gpu_memory_utilization"),
+    kv_cache_dtype=Remedy(
+        "resources.kv_cache_dtype", "fp8_e4m3", "halves the KV bytes per token (small quality cost)"
+    ),
+    quantization=Remedy(
+        "model.quantization",
+        "fp8",
+        "SGLang quantizes 16-bit weights to fp8 while loading: about half the weight memory",
+    ),
+    fewer_seqs=Remedy("resources.max_num_seqs"),
+)
+
+# python/sglang/srt/configs/model_config.py _derive_context_length: a --context-length above
+# the derived one raises unless SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN is set.
+SGLANG_CONTEXT = ContextLimit(
+    refuses=True,
+    override_env="SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN",
+    source="python/sglang/srt/configs/model_config.py _derive_context_length",
 )
 
 
@@ -165,6 +197,8 @@ class SglangBackend(Backend):
     newest_known = "0.5.19"
     Options = SglangOptions
     memory = SGLANG_MEMORY
+    remedies = SGLANG_REMEDIES
+    context_limit = SGLANG_CONTEXT
     # Every common key but one: SGLang has no equivalent (see chunked_prefill_size).
     supports = COMMON_KEYS - {"resources.max_num_batched_tokens"}
     install_hint = (

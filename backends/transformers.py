@@ -25,10 +25,12 @@ from llmdeploy_cli.capabilities import (
     HubVars,
     ModelFormat,
     Recipe,
+    Remedies,
+    Remedy,
     Task,
 )
 from llmdeploy_cli.engine_env import executable_for_argv
-from llmdeploy_cli.memory_rules import BaseMemory, MiB, NoPool
+from llmdeploy_cli.memory_rules import BNB_8BIT, NF4_DOUBLE_QUANT, BaseMemory, MiB, NoPool
 from llmdeploy_cli.profile import Profile
 
 CPU_TORCH = "2.13.0"  # the CPU build the project's own .venv uses (Makefile)
@@ -62,6 +64,19 @@ class TransformersBackend(Backend):
             848 * MiB,
             "measured: transformers 5.25 serve on CPU with a 0.4 MB model, RSS after one chat "
             "request (torch 2.13 CPU build)",
+        ),
+        # transformers/cli/serving/model_manager.py get_quantization_config: bnb-4bit is
+        # NF4 with double quantization, bnb-8bit is LLM.int8 (load_in_8bit).
+        load_quant={"bnb-4bit": NF4_DOUBLE_QUANT, "bnb-8bit": BNB_8BIT},
+    )
+    # The one memory fix transformers serve takes: --quantization (no context, memory
+    # fraction or parallelism keys).
+    remedies = Remedies(
+        quantization=Remedy(
+            "model.quantization",
+            "bnb-4bit",
+            "bitsandbytes NF4 while loading: about a third of the 16-bit weight memory "
+            "(needs the bitsandbytes package and an NVIDIA GPU)",
         )
     )
     supports = frozenset(

@@ -34,7 +34,6 @@ once up (503 when the engine died), `/health` is outside `/v1` so needs no key, 
 from __future__ import annotations
 
 import json
-import math
 import os
 from typing import TYPE_CHECKING, Literal
 
@@ -52,17 +51,23 @@ from llmdeploy_cli.backend import (
 )
 from llmdeploy_cli.capabilities import (
     HF_OFFLINE,
+    CardLimits,
     ContainerSpec,
+    ContextLimit,
     FlagSource,
     HubVars,
     ModelFormat,
     Recipe,
+    Remedies,
+    Remedy,
     Task,
 )
 from llmdeploy_cli.engine_env import executable_for_argv, version_tuple
 from llmdeploy_cli.errors import ProfileIssue
 from llmdeploy_cli.memory_rules import (
+    BNB_4BIT,
     CUDA_GRAPH_RESERVE,
+    FP8_AT_LOAD,
     PYTORCH_BASE,
     RUNTIME_RESERVE,
     TP_RESERVE,
@@ -193,25 +198,61 @@ class VllmMemory(FractionOfTotal):
         tokens = whole_blocks(kv, b.kv_bytes_per_token, block)
         return Budget(budget, rule, kv, tokens, reserve, setting)
 
-    def fraction_remedy(self, plan) -> dict | None:
-        need_kv = plan.max_model_len * plan.kv_bytes_per_token
-        other = plan.weights_per_gpu + sum(plan.reserve.values())
-        util = math.ceil((other + need_kv) / plan.gpu_mem_bytes * 100) / 100
-        if util > 0.95:
-            return None
-        return {
-            "key": "resources.gpu_memory_utilization",
-            "value": util,
-            "why": f"holds one full {plan.max_model_len}-token request",
-        }
-
 
 VLLM_MEMORY = VllmMemory(
     BaseMemory(
         PYTORCH_BASE,
         "estimate: at least python + torch + transformers imported (measured here, CPU "
         "build); the CUDA build and vLLM's own modules and workers add more",
-    )
+    ),
+    # vllm/model_executor/layers/quantization/bitsandbytes.py: a 16-bit checkpoint loaded
+    # with --quantization bitsandbytes is quantized in flight to 4 bit (load_in_4bit
+    # defaults to True; absmax in fp32, no double quantization); fp8.py quantizes a 16-bit
+    # checkpoint to fp8 at load (is_checkpoint_fp8_serialized False).
+    load_quant={"bitsandbytes": BNB_4BIT, "fp8": FP8_AT_LOAD},
+)
+
+# What plan and doctor may suggest: every key is in `supports`, every value one vLLM takes.
+VLLM_REMEDIES = Remedies(
+    more_gpus=Remedy("resources.tensor_parallel"),
+    shorter_context=Remedy("resources.max_model_len"),
+    memory_fraction=Remedy("resources.gpu_memory_utilization"),
+    kv_cache_dtype=Remedy(
+        "resources.kv_cache_dtype", "fp8", "halves the KV bytes per token (small quality cost)"
+    ),
+    quantization=Remedy(
+        "model.quantization",
+        "fp8",
+        "vLLM quantizes 16-bit weights to fp8 while loading: about half the weight memory",
+    ),
+    fewer_seqs=Remedy("resources.max_num_seqs"),
+)
+
+# vllm/model_executor/layers/quantization/*.py get_min_capability (awq 75, gptq 60,
+# bitsandbytes 70, fp8 80: Marlin weight-only below 8.9, W8A8 from 8.9; awq_marlin and
+# gptq_marlin 80); vllm/platforms/cuda.py: bfloat16 needs compute capability 8.0; vLLM's
+# CUDA build runs on 7.0 and newer.
+VLLM_CARDS = CardLimits(
+    minimum=(7, 0),
+    dtype={"bfloat16": (8, 0)},
+    quantization={
+        "awq": (7, 5),
+        "gptq": (6, 0),
+        "bitsandbytes": (7, 0),
+        "fp8": (8, 0),
+        "awq_marlin": (8, 0),
+        "gptq_marlin": (8, 0),
+    },
+    source="vllm/model_executor/layers/quantization/*.py get_min_capability, "
+    "vllm/platforms/cuda.py",
+)
+
+# vllm/config/model.py _get_and_verify_max_len: a max_model_len above the derived length
+# raises unless VLLM_ALLOW_LONG_MAX_MODEL_LEN is set.
+VLLM_CONTEXT = ContextLimit(
+    refuses=True,
+    override_env="VLLM_ALLOW_LONG_MAX_MODEL_LEN",
+    source="vllm/config/model.py _get_and_verify_max_len",
 )
 
 
@@ -224,6 +265,9 @@ class VllmBackend(Backend):
     newest_known = "0.33.0"
     Options = VllmOptions
     memory = VLLM_MEMORY
+    remedies = VLLM_REMEDIES
+    card_limits = VLLM_CARDS
+    context_limit = VLLM_CONTEXT
     # Every common key but one: vLLM has no --device flag (it picks its platform).
     supports = COMMON_KEYS - {"resources.device"}
     install_hint = "python -m venv ~/.venvs/vllm && ~/.venvs/vllm/bin/pip install vllm"

@@ -244,19 +244,104 @@ class FlagSource:
         }
 
 
+# -- what the plan and the checks may suggest, and what the engine refuses -----------------
+# Optional declarations (a backend without them gets no suggestion and no such check):
+# `remedies` (Remedies), `context_limit` (ContextLimit), `card_limits` (CardLimits),
+# `gpu_free_devices` (values of an option that put the engine on a non-NVIDIA device).
+
+
+@dataclass(frozen=True)
+class Remedy:
+    """One change a suggestion names: a profile key (resources.X, model.X, options.X) and the
+    value to suggest (None: the plan works it out), with the reason shown."""
+
+    key: str
+    value: Any = None
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class Remedies:
+    """Which suggestions the engine takes, by kind; None: never suggested for it. Every one
+    must be a key the backend accepts (`supports` or its options), with a value validate
+    takes: tests/models/test_remedy_verdicts.py applies each to a profile and validates it."""
+
+    more_gpus: Remedy | None = None  # resources.tensor_parallel (the value: the plan's)
+    shorter_context: Remedy | None = None  # resources.max_model_len (the value: the plan's)
+    memory_fraction: Remedy | None = None  # the engine's memory fraction key
+    kv_cache_dtype: Remedy | None = None  # a smaller KV cache dtype, value given
+    quantization: Remedy | None = None  # weights in fewer bits, value given
+    fewer_seqs: Remedy | None = None  # resources.max_num_seqs
+
+    def all(self) -> tuple[Remedy, ...]:
+        return tuple(
+            r
+            for r in (
+                self.more_gpus,
+                self.shorter_context,
+                self.memory_fraction,
+                self.kv_cache_dtype,
+                self.quantization,
+                self.fewer_seqs,
+            )
+            if r is not None
+        )
+
+
+NO_REMEDIES = Remedies()
+
+
+@dataclass(frozen=True)
+class ContextLimit:
+    """What the engine does with a context length (max_model_len) above the model's own
+    limit (vLLM's derivation: llmdeploy_cli/models/shape.py `derived_max_len`)."""
+
+    refuses: bool  # True: it exits at start
+    override_env: str | None = None  # the engine's variable that lets it through anyway
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class CardLimits:
+    """The oldest NVIDIA card the engine runs on, as compute capability (major, minor):
+    for any model, per dtype the profile or the model's config asks, per quantization."""
+
+    minimum: tuple[int, int] | None = None
+    dtype: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    quantization: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    source: str = ""
+
+    def needs(self, *, dtype: str | None, quantization: str | None) -> list[tuple]:
+        """[(capability, what needs it)] for this dtype and quantization, highest first."""
+        out = []
+        if self.minimum:
+            out.append((self.minimum, "the engine"))
+        if dtype and dtype in self.dtype:
+            out.append((self.dtype[dtype], f"dtype {dtype}"))
+        q = (quantization or "").lower()
+        if q and q in self.quantization:
+            out.append((self.quantization[q], f"quantization {q}"))
+        return sorted(out, reverse=True)
+
+
 __all__ = [
     "HF_OFFLINE",
+    "NO_REMEDIES",
     "NAMES",
     "NOT_SUPPORTED",
     "PROFILE_TASKS",
     "ROUTES",
     "UNDECLARED",
+    "CardLimits",
     "ContainerSpec",
+    "ContextLimit",
     "FlagCommand",
     "FlagSource",
     "HubVars",
     "ModelFormat",
     "Recipe",
+    "Remedies",
+    "Remedy",
     "Task",
     "is_declared",
     "routes",

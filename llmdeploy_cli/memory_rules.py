@@ -25,6 +25,7 @@ otherwise an estimate that names its source.
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -41,6 +42,25 @@ CUDA_GRAPH_RESERVE = int(0.5 * GiB)  # logged estimates: 0.17, 0.36, 0.58 GiB
 # Host RSS of `python -c "import torch, transformers"` (torch 2.13 CPU build, transformers
 # 5.25, measured on this project's CI machine): the floor of every engine built on them.
 PYTORCH_BASE = 264 * MiB
+
+
+@dataclass(frozen=True)
+class LoadQuant:
+    """A quantization the engine applies while loading 16-bit weights: bytes per parameter of
+    the linear layers (embeddings and the LM head stay 16-bit), and how that figure is made."""
+
+    bytes_per_param: float
+    label: str
+
+
+# bitsandbytes 4-bit keeps one absmax per block of 64 weights: fp32 (4 bytes / 64), or with
+# double quantization an 8-bit absmax plus one fp32 per 256 of them.
+NF4_DOUBLE_QUANT = LoadQuant(
+    0.5 + 1 / 64 + 4 / (64 * 256), "bitsandbytes NF4 at load, double-quantized absmax per 64"
+)
+BNB_4BIT = LoadQuant(0.5 + 4 / 64, "bitsandbytes 4-bit at load, fp32 absmax per 64")
+BNB_8BIT = LoadQuant(1.0, "bitsandbytes LLM.int8 at load (8-bit, per-row scales)")
+FP8_AT_LOAD = LoadQuant(1.0, "fp8 at load (per-tensor scales)")
 
 
 class Sizing(enum.Enum):
@@ -99,14 +119,22 @@ class Budget:
 
 
 class MemoryRule:
-    """A backend's memory rule. Subclasses set `sizing` and implement `budget`."""
+    """A backend's memory rule. Subclasses set `sizing` and implement `budget`.
+
+    `load_quant`: the profile's `model.quantization` values the engine applies while
+    loading a 16-bit checkpoint, and what each weight then takes (the plan shrinks the
+    weights term by it even when the files' sizes are known)."""
 
     sizing: ClassVar[Sizing]
-    # Offer `resources.kv_cache_dtype: fp8` when the KV cache is short (the engine takes it).
-    fp8_kv_remedy: ClassVar[bool] = False
 
-    def __init__(self, base: BaseMemory):
+    def __init__(self, base: BaseMemory, load_quant: Mapping[str, LoadQuant] | None = None):
         self.base = base
+        self.load_quant: Mapping[str, LoadQuant] = dict(load_quant or {})
+
+    @property
+    def sizes_from_free(self) -> bool:
+        """The engine sizes its cache from the memory free at start (not from the total)."""
+        return self.sizing is Sizing.FRACTION_OF_FREE
 
     def budget(self, b: BudgetInputs) -> Budget:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -117,8 +145,9 @@ class MemoryRule:
         return plan.weights_per_gpu + plan.kv_cache_bytes + sum(plan.reserve.values())
 
     def fraction_remedy(self, plan) -> dict | None:
-        """A larger memory fraction that holds one full request, where the engine's
-        setting is a fraction of the total (None otherwise)."""
+        """{"value", "why"}: the memory fraction that holds one full request, where the
+        engine's setting is a fraction (None otherwise, or when none up to 0.95 does).
+        The key is the backend's `remedies.memory_fraction`."""
         return None
 
     def describe(self) -> dict:
@@ -135,18 +164,30 @@ class FractionOfTotal(MemoryRule):
     take at start, whatever the KV cache turns out to be."""
 
     sizing = Sizing.FRACTION_OF_TOTAL
-    fp8_kv_remedy = True
 
     def gpu_need(self, plan) -> int:
         return plan.budget_bytes
+
+    def fraction_remedy(self, plan) -> dict | None:
+        need_kv = plan.max_model_len * plan.kv_bytes_per_token
+        other = plan.weights_per_gpu + sum(plan.reserve.values())
+        value = math.ceil((other + need_kv) / plan.gpu_mem_bytes * 100) / 100
+        if value > 0.95:
+            return None
+        return {"value": value, "why": f"holds one full {plan.max_model_len}-token request"}
 
 
 class NoPool(MemoryRule):
     """No pre-allocated pool: the KV of max_model_len x max_num_seqs must fit next to the
     weights and the CUDA runtime (llama.cpp: the context size -c)."""
 
-    def __init__(self, base: BaseMemory, sizing: Sizing = Sizing.NONE):
-        super().__init__(base)
+    def __init__(
+        self,
+        base: BaseMemory,
+        sizing: Sizing = Sizing.NONE,
+        load_quant: Mapping[str, LoadQuant] | None = None,
+    ):
+        super().__init__(base, load_quant)
         self.sizing = sizing  # type: ignore[misc] - LAYERS or NONE, per backend
 
     def budget(self, b: BudgetInputs) -> Budget:
@@ -178,10 +219,15 @@ __all__ = [
     "PYTORCH_BASE",
     "RUNTIME_RESERVE",
     "TP_RESERVE",
+    "BNB_4BIT",
+    "BNB_8BIT",
+    "FP8_AT_LOAD",
+    "NF4_DOUBLE_QUANT",
     "BaseMemory",
     "Budget",
     "BudgetInputs",
     "FractionOfTotal",
+    "LoadQuant",
     "MemoryRule",
     "NoPool",
     "Sizing",

@@ -41,6 +41,8 @@ from llmdeploy_cli.capabilities import (
     ContainerSpec,
     HubVars,
     ModelFormat,
+    Remedies,
+    Remedy,
     Task,
 )
 from llmdeploy_cli.command import looks_secret
@@ -68,6 +70,14 @@ class OllamaBackend(Backend):
             "process comes on top and is not measured",
         ),
         Sizing.LAYERS,
+    )
+    # num_ctx, OLLAMA_NUM_PARALLEL and OLLAMA_KV_CACHE_TYPE (KV_CACHE_TYPES).
+    remedies = Remedies(
+        shorter_context=Remedy("resources.max_model_len"),
+        kv_cache_dtype=Remedy(
+            "resources.kv_cache_dtype", "q8_0", "halves the KV bytes per token (f16 -> q8_0)"
+        ),
+        fewer_seqs=Remedy("resources.max_num_seqs"),
     )
     supports = frozenset(
         {

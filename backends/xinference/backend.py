@@ -34,6 +34,8 @@ from llmdeploy_cli.capabilities import (
     HubVars,
     ModelFormat,
     Recipe,
+    Remedies,
+    Remedy,
     Task,
 )
 from llmdeploy_cli.engine_env import executable_for_argv, version_tuple
@@ -59,6 +61,11 @@ class XinferenceBackend(Backend):
             "estimate: at least python + torch + transformers imported (measured here); the "
             "supervisor, the worker and the launched engine (options.model_engine) add more",
         )
+    )
+    # resources.max_model_len and tensor_parallel go to the model launch (launch.py).
+    remedies = Remedies(
+        more_gpus=Remedy("resources.tensor_parallel"),
+        shorter_context=Remedy("resources.max_model_len"),
     )
     supports = frozenset(
         {

@@ -19,6 +19,11 @@ class GpuInfo:
     free_bytes: int
     driver: str | None = None
     cuda: str | None = None
+    compute_cap: tuple[int, int] | None = None  # (major, minor); None: not reported
+
+    @property
+    def capability(self) -> str:
+        return f"{self.compute_cap[0]}.{self.compute_cap[1]}" if self.compute_cap else "?"
 
 
 def query_gpus(timeout: float = 5.0) -> tuple[list[GpuInfo], str | None]:
@@ -42,7 +47,12 @@ def query_gpus(timeout: float = 5.0) -> tuple[list[GpuInfo], str | None]:
                     h = pynvml.nvmlDeviceGetHandleByIndex(i)
                     mem = pynvml.nvmlDeviceGetMemoryInfo(h)
                     name = _s(pynvml.nvmlDeviceGetName(h))
-                    out.append(GpuInfo(i, name, int(mem.total), int(mem.free), driver, cuda))
+                    try:
+                        cc = tuple(pynvml.nvmlDeviceGetCudaComputeCapability(h))[:2]
+                    except Exception:  # noqa: BLE001 - older NVML
+                        cc = None
+                    info = GpuInfo(i, name, int(mem.total), int(mem.free), driver, cuda, cc)
+                    out.append(info)
                 return out, None
             finally:
                 pynvml.nvmlShutdown()
@@ -61,17 +71,13 @@ def _nvidia_smi(timeout: float) -> tuple[list[GpuInfo], str | None]:
     exe = shutil.which("nvidia-smi")
     if exe is None:
         return [], "nvidia-smi not found and pynvml not installed"
+    fields = "index,name,memory.total,memory.free,driver_version"
     try:
-        proc = subprocess.run(
-            [
-                exe,
-                "--query-gpu=index,name,memory.total,memory.free,driver_version",
-                "--format=csv,noheader,nounits",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        # compute_cap is a query field from driver 510 on; older drivers refuse the query,
+        # so it is asked again without it.
+        proc = _query(exe, fields + ",compute_cap", timeout)
+        if proc.returncode != 0 and "compute_cap" in (proc.stderr + proc.stdout):
+            proc = _query(exe, fields, timeout)
     except subprocess.TimeoutExpired:
         return [], f"nvidia-smi did not answer in {timeout:g} s"
     except OSError as e:
@@ -100,11 +106,27 @@ def _nvidia_smi(timeout: float) -> tuple[list[GpuInfo], str | None]:
                     int(float(parts[3]) * MiB),
                     parts[4],
                     cuda,
+                    _cc(parts[5]) if len(parts) > 5 else None,
                 )
             )
         except ValueError:
             continue
     return out, None if out else "nvidia-smi listed no GPU"
+
+
+def _query(exe: str, fields: str, timeout: float) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [exe, f"--query-gpu={fields}", "--format=csv,noheader,nounits"],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _cc(text: str) -> tuple[int, int] | None:
+    """'8.9' -> (8, 9); '[N/A]' and the like -> None."""
+    m = re.match(r"^\s*(\d+)\.(\d+)\s*$", text)
+    return (int(m.group(1)), int(m.group(2))) if m else None
 
 
 def visible_gpus(profile, gpus: list, environ=None) -> list:

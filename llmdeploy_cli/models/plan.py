@@ -38,9 +38,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from llmdeploy_cli.capabilities import Remedies
 from llmdeploy_cli.errors import UsageError
 from llmdeploy_cli.memory_rules import BudgetInputs, MemoryRule
 from llmdeploy_cli.models.gpus import query_gpus  # noqa: F401 - callers ask plan for the GPUs
+from llmdeploy_cli.models.remedies import keep_accepted, remedies_for, suggestion
 from llmdeploy_cli.models.shape import (
     ModelShape,
     gguf_config,
@@ -112,6 +114,7 @@ class PlanInputs:
     engine_version: str | None = None
     options: dict = field(default_factory=dict)
     memory: MemoryRule | None = None  # the backend's rule; None: ask the registry
+    remedies: Remedies | None = None  # the backend's remedies; None: ask the registry
 
 
 def _version(v: str | None) -> tuple[int, ...]:
@@ -134,15 +137,30 @@ def memory_rule(engine: str) -> MemoryRule:
     return rule
 
 
-def weights_estimate(inp: PlanInputs, shape: ModelShape) -> tuple[int, str, int | None]:
-    """(bytes, source, params) of the whole model's weights."""
+def weights_estimate(
+    inp: PlanInputs, shape: ModelShape, rule: MemoryRule | None = None
+) -> tuple[int, str, int | None]:
+    """(bytes, source, params) of the whole model's weights. A quantization the engine
+    applies while loading (the rule's `load_quant`: bitsandbytes, fp8 at load) shrinks the
+    linear layers even when the files' sizes are known; embeddings and LM head stay 16-bit."""
+    quant = inp.quantization or shape.quantization
+    dtype = inp.dtype if inp.dtype and inp.dtype != "auto" else shape.dtype
+    embed = shape.vocab * shape.hidden * (1 if shape.tied else 2)
+    at_load = (rule.load_quant if rule is not None else {}).get((inp.quantization or "").lower())
+    if at_load is not None and not shape.quantization:
+        params, counted = inp.params, "params"
+        if not params and inp.weights_bytes:  # 16-bit files: bytes / bytes per weight
+            stored = DTYPE_BYTES.get(shape.dtype.replace("torch.", ""), 2)
+            params, counted = int(inp.weights_bytes / stored), f"{inp.weights_source} / {stored}"
+        if not params:
+            params, counted = params_from_config(shape), "config params"
+        linear = max(params - embed, 0)
+        total = int(linear * at_load.bytes_per_param + embed * 2)
+        return total, f"{params:,} {counted}: {at_load.label}; embeddings 16-bit", params
     if inp.weights_bytes:
         return inp.weights_bytes, inp.weights_source or "files", inp.params
     params = inp.params or params_from_config(shape)
-    quant = inp.quantization or shape.quantization
-    dtype = inp.dtype if inp.dtype and inp.dtype != "auto" else shape.dtype
     per, label = quant_bytes(quant, dtype)
-    embed = shape.vocab * shape.hidden * (1 if shape.tied else 2)
     if per < 2 and quant:  # embeddings and lm_head stay 16-bit in quantized checkpoints
         total = int((params - embed) * per + embed * 2)
     else:
@@ -161,7 +179,8 @@ def compute_plan(inp: PlanInputs, gpu_mem_bytes: int, gpus: int | None = None) -
         warnings.append(
             f"tensor_parallel x pipeline_parallel = {tp * pp} GPUs, but only {gpus} given"
         )
-    weights, wsource, params = weights_estimate(inp, shape)
+    rule = inp.memory or memory_rule(inp.engine)
+    weights, wsource, params = weights_estimate(inp, shape, rule)
     per_gpu_weights = int(weights / (tp * pp))
     model_dtype = inp.dtype if inp.dtype and inp.dtype != "auto" else shape.dtype
     kvb = kv_dtype_bytes(inp.kv_cache_dtype, model_dtype)
@@ -174,7 +193,6 @@ def compute_plan(inp: PlanInputs, gpu_mem_bytes: int, gpus: int | None = None) -
     max_len = inp.max_model_len or shape.context_length or 4096
     act_bytes = DTYPE_BYTES.get(model_dtype.replace("torch.", ""), 2)
     engine = inp.engine
-    rule = inp.memory or memory_rule(engine)
     inter = shape.intermediate
     if shape.moe_experts:
         inter = shape.moe_intermediate * shape.moe_top_k
@@ -232,68 +250,61 @@ def compute_plan(inp: PlanInputs, gpu_mem_bytes: int, gpus: int | None = None) -
         params=params,
         engine_version=inp.engine_version,
     )
-    plan.suggestions = suggest(plan, inp, shape, rule)
+    fixes = inp.remedies if inp.remedies is not None else remedies_for(engine)
+    plan.suggestions = suggest(plan, inp, shape, rule, fixes)
     return plan
 
 
-def suggest(plan: MemoryPlan, inp: PlanInputs, shape: ModelShape, rule: MemoryRule) -> list[dict]:
-    """Values that make the profile fit (or use the card better), each with the reason."""
+def suggest(
+    plan: MemoryPlan, inp: PlanInputs, shape: ModelShape, rule: MemoryRule, fixes: Remedies
+) -> list[dict]:
+    """Values that make the profile fit (or use the card better), each with the reason: only
+    the remedies the backend declares (`fixes`), so every key is one it accepts."""
     out: list[dict] = []
+    quantized = bool(inp.quantization or shape.quantization)
     if plan.weights_per_gpu >= plan.budget_bytes:
-        out.append(
-            {
-                "key": "resources.tensor_parallel",
-                "value": plan.tensor_parallel * 2,
-                "why": f"the weights ({fmt_bytes(plan.weights_per_gpu)} per GPU) do not fit "
-                f"in {fmt_bytes(plan.budget_bytes)}",
-            }
-        )
-        if not (inp.quantization or shape.quantization):
+        if fixes.more_gpus:
             out.append(
-                {
-                    "key": "model.quantization",
-                    "value": "awq",
-                    "why": "a 4-bit checkpoint (AWQ/GPTQ) needs about a quarter of the memory",
-                }
+                suggestion(
+                    fixes.more_gpus,
+                    plan.tensor_parallel * 2,
+                    f"the weights ({fmt_bytes(plan.weights_per_gpu)} per GPU) do not fit "
+                    f"in {fmt_bytes(plan.budget_bytes)}",
+                )
             )
+        if fixes.quantization and not quantized:
+            out.append(suggestion(fixes.quantization))
         return out
     if plan.kv_cache_tokens < plan.max_model_len:
         remedy = rule.fraction_remedy(plan)
-        if remedy is not None:
-            out.append(remedy)
-        if plan.kv_cache_tokens > 0:
+        if remedy is not None and fixes.memory_fraction:
+            out.append(suggestion(fixes.memory_fraction, remedy["value"], remedy["why"]))
+        if plan.kv_cache_tokens > 0 and fixes.shorter_context:
             out.append(
-                {
-                    "key": "resources.max_model_len",
-                    "value": plan.kv_cache_tokens,
-                    "why": "the longest context the KV cache holds",
-                }
+                suggestion(
+                    fixes.shorter_context,
+                    plan.kv_cache_tokens,
+                    "the longest context the KV cache holds",
+                )
             )
-        if (inp.kv_cache_dtype or "auto") == "auto" and rule.fp8_kv_remedy:
-            out.append(
-                {
-                    "key": "resources.kv_cache_dtype",
-                    "value": "fp8",
-                    "why": "halves the KV bytes per token (small quality cost)",
-                }
-            )
-        if not (inp.quantization or shape.quantization):
-            out.append(
-                {
-                    "key": "model.quantization",
-                    "value": "awq",
-                    "why": "a 4-bit checkpoint frees about 3/4 of the weight memory for KV",
-                }
-            )
-    if plan.max_num_seqs and plan.concurrency and plan.max_num_seqs > plan.concurrency > 0:
+        if fixes.kv_cache_dtype and (inp.kv_cache_dtype or "auto") == "auto":
+            out.append(suggestion(fixes.kv_cache_dtype))
+        if fixes.quantization and not quantized:
+            out.append(suggestion(fixes.quantization))
+    if (
+        fixes.fewer_seqs
+        and plan.max_num_seqs
+        and plan.concurrency
+        and plan.max_num_seqs > plan.concurrency > 0
+    ):
         out.append(
-            {
-                "key": "resources.max_num_seqs",
-                "value": plan.max_num_seqs,
-                "why": f"only {plan.concurrency:g} requests of max_model_len fit at once; "
+            suggestion(
+                fixes.fewer_seqs,
+                plan.max_num_seqs,
+                f"only {plan.concurrency:g} requests of max_model_len fit at once; "
                 "longer queues are fine when most requests are short",
-                "level": "info",
-            }
+                level="info",
+            )
         )
     return out
 
@@ -375,7 +386,9 @@ def plan_for(
     """The memory plan of a profile on GPUs of `gpu_mem_bytes` each (serve calls this)."""
     inp = inputs_for(profile, model_dir)
     inp.engine_version = engine_version
-    return compute_plan(inp, gpu_mem_bytes, gpus)
+    mp = compute_plan(inp, gpu_mem_bytes, gpus)
+    mp.suggestions = keep_accepted(profile, mp.suggestions, engine_version)
+    return mp
 
 
 # -- what a profile needs, per device (the gateway's question) ------------------------------

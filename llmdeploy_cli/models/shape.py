@@ -157,3 +157,64 @@ def gguf_config(meta: dict) -> dict:
         "vocab_size": meta.get(f"{arch}.vocab_size") or 32000,
         "torch_dtype": "float16",
     }
+
+
+# -- the model's own context limit (vLLM's derivation) -------------------------------------
+# vllm/config/model.py _get_and_verify_max_len (and, from 0.11, the same rules in
+# vllm/transformers_utils/model_arch_config_convertor.py): the smallest of these keys of the
+# text config; model_max_length (Command-R) wins outright; the rope scaling factor multiplies
+# it unless the rope type is su/longrope/llama3 (already counted) or the model is Gemma 3;
+# yarn starts from its original_max_position_embeddings. A max_model_len above the result
+# is allowed only up to the config's model_max_length.
+_MAX_LEN_KEYS = (
+    "max_position_embeddings",
+    "n_positions",
+    "max_seq_len",
+    "seq_length",
+    "model_max_length",
+    "max_target_positions",
+    "max_sequence_length",
+    "max_seq_length",
+    "seq_len",
+)
+
+
+@dataclass(frozen=True)
+class ContextInfo:
+    derived: int  # the longest max_model_len the engine takes
+    key: str  # the config key it comes from (with the rope scaling, when applied)
+    model_max_length: int | None = None  # a larger value the engine also allows
+
+
+def derived_max_len(cfg: dict) -> ContextInfo | None:
+    """The model's own context limit as vLLM derives it; None when no key gives one."""
+    from llmdeploy_cli.models.inspect import text_config
+
+    c = text_config(cfg)
+    derived: float = float("inf")
+    key = None
+    for k in _MAX_LEN_KEYS:
+        v = c.get(k)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v < derived:
+            derived, key = v, k
+    if isinstance(c.get("model_max_length"), int) and c["model_max_length"]:
+        derived, key = c["model_max_length"], "model_max_length"
+    if key is None:
+        return None
+    rope = c.get("rope_parameters") or c.get("rope_scaling")
+    model_type = str(cfg.get("model_type") or c.get("model_type") or "")
+    if isinstance(rope, dict) and rope and "gemma3" not in model_type:
+        layers = rope if all(isinstance(v, dict) for v in rope.values()) else {"": rope}
+        factor = 1.0
+        for rp in layers.values():
+            rtype = rp.get("rope_type") or rp.get("type") or "default"
+            if rtype in ("su", "longrope", "llama3"):
+                continue
+            factor = rp.get("factor", factor) or factor
+            if rtype == "yarn" and rp.get("original_max_position_embeddings"):
+                derived = rp["original_max_position_embeddings"]
+        if factor != 1.0:
+            key = f"{key} x rope factor {factor:g}"
+        derived *= factor
+    mml = c.get("model_max_length")
+    return ContextInfo(int(derived), key, mml if isinstance(mml, int) else None)
