@@ -102,6 +102,12 @@ class InfinityBackend(Backend):
     executable = "infinity_emb"
     distribution = "infinity-emb"
     newest_known = "0.0.78"
+    # infinity_emb v2's names for what common keys set.
+    option_keys = {
+        "batch_size": "resources.max_num_seqs",
+        "served_model_name": "model.served_name",
+        "api_key": "server.api_key_env",
+    }
     Options = InfinityOptions
     memory = NoPool(
         BaseMemory(

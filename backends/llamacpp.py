@@ -129,6 +129,19 @@ class LlamacppBackend(Backend):
     summary = "llama.cpp server for GGUF files (llama-server, xllamacpp wheel, llama-cpp-python)"
     default_port = 8080
     newest_known = "2026.10.11549"  # xllamacpp's version scheme; pin runtime.engine_version
+    # llama-server's names for what common keys set.
+    option_keys = {
+        "ctx_size": "resources.max_model_len",
+        "n_ctx": "resources.max_model_len",
+        "parallel": "resources.max_num_seqs",
+        "n_parallel": "resources.max_num_seqs",
+        "batch_size": "resources.max_num_batched_tokens",
+        "n_batch": "resources.max_num_batched_tokens",
+        "cache_type_k": "resources.kv_cache_dtype",
+        "cache_type_v": "resources.kv_cache_dtype",
+        "alias": "model.served_name",
+        "api_key": "server.api_key_env",
+    }
     Options = LlamacppOptions
     memory = NoPool(
         BaseMemory(

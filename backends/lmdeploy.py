@@ -250,6 +250,14 @@ class LmdeployBackend(Backend):
     executable = "lmdeploy"
     distribution = "lmdeploy"
     newest_known = "0.18.0"
+    # lmdeploy serve api_server's names for what common keys set.
+    option_keys = {
+        "session_len": "resources.max_model_len",
+        "max_batch_size": "resources.max_num_seqs",
+        "tp": "resources.tensor_parallel",
+        "model_name": "model.served_name",
+        "api_keys": "server.api_key_env",
+    }
     Options = LmdeployOptions
     memory = LMDEPLOY_MEMORY
     remedies = LMDEPLOY_REMEDIES

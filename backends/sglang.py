@@ -195,6 +195,18 @@ class SglangBackend(Backend):
     executable = "python3"  # argv: python3 -m sglang.launch_server (see module docstring)
     distribution = "sglang"
     newest_known = "0.5.19"
+    # sglang/srt/server_args.py's names for what common keys set.
+    option_keys = {
+        "mem_fraction_static": "resources.gpu_memory_utilization",
+        "context_length": "resources.max_model_len",
+        "max_running_requests": "resources.max_num_seqs",
+        "tp_size": "resources.tensor_parallel",
+        "tensor_parallel_size": "resources.tensor_parallel",
+        "pp_size": "resources.pipeline_parallel",
+        "pipeline_parallel_size": "resources.pipeline_parallel",
+        "served_model_name": "model.served_name",
+        "api_key": "server.api_key_env",
+    }
     Options = SglangOptions
     memory = SGLANG_MEMORY
     remedies = SGLANG_REMEDIES

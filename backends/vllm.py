@@ -86,6 +86,51 @@ if TYPE_CHECKING:  # pragma: no cover
 SWAP_SPACE_REMOVED = (0, 18)
 
 
+# `--quantization` values: QUANTIZATION_METHODS in vllm/model_executor/layers/
+# quantization/registry.py (_BUILTIN_SPECS, the newest source stored here) plus the names
+# __init__.py's QuantizationMethods listed beside them (auto_awq, auto_gptq,
+# fp8_per_channel, nvfp4_per_token); vllm/config/model.py refuses any other value
+# ("Unknown quantization method"). A plugin that registers its own method
+# (register_quantization_config) needs the flag through extra_args. Checked for 0.33 on
+# (the version this list was read for); older versions are left to the engine.
+QUANTIZATIONS_SINCE = (0, 33)
+QUANTIZATIONS = (
+    "awq",
+    "auto_awq",
+    "awq_marlin",
+    "fp8",
+    "fbgemm_fp8",
+    "fp_quant",
+    "modelopt",
+    "modelopt_fp4",
+    "modelopt_mxfp8",
+    "modelopt_mixed",
+    "gguf",
+    "gptq",
+    "auto_gptq",
+    "gptq_marlin",
+    "humming",
+    "compressed-tensors",
+    "bitsandbytes",
+    "experts_int8",
+    "quark",
+    "moe_wna16",
+    "torchao",
+    "inc",
+    "mxfp4",
+    "gpt_oss_mxfp4",
+    "deepseek_v4_fp8",
+    "cpu_awq",
+    "online",
+    "fp8_per_tensor",
+    "fp8_per_block",
+    "fp8_per_channel",
+    "int8_per_channel_weight_only",
+    "nvfp4_per_token",
+    "mxfp8",
+)
+
+
 class VllmOptions(BaseModel):
     """vLLM-only keys (profile `options:`). Unset keys render nothing: vLLM's default."""
 
@@ -263,6 +308,13 @@ class VllmBackend(Backend):
     executable = "vllm"
     distribution = "vllm"
     newest_known = "0.33.0"
+    # vllm serve's names for what common keys set (the rest match a common key's own name).
+    option_keys = {
+        "tensor_parallel_size": "resources.tensor_parallel",
+        "pipeline_parallel_size": "resources.pipeline_parallel",
+        "served_model_name": "model.served_name",
+        "api_key": "server.api_key_env",
+    }
     Options = VllmOptions
     memory = VLLM_MEMORY
     remedies = VLLM_REMEDIES
@@ -303,6 +355,17 @@ class VllmBackend(Backend):
     def check(self, profile: Profile, version: str) -> list[ProfileIssue]:
         issues = super().check(profile, version)
         opts = profile.options or {}
+        quant = profile.model.quantization
+        known = quant is None or quant in QUANTIZATIONS
+        if not known and _at_least(version, QUANTIZATIONS_SINCE):
+            issues.append(
+                profile.issue(
+                    ("model", "quantization"),
+                    f"vLLM {version} has no quantization method {quant!r}",
+                    hint="one of: " + ", ".join(QUANTIZATIONS) + " (or leave it unset: vLLM "
+                    "reads the method from the model's quantization_config)",
+                )
+            )
         if opts.get("swap_space") is not None and _at_least(version, SWAP_SPACE_REMOVED):
             issues.append(
                 profile.issue(

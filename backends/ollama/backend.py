@@ -62,6 +62,13 @@ class OllamaBackend(Backend):
     executable = "ollama"
     distribution = None  # a Go binary: no dist-info to read
     newest_known = "0.32.15"
+    # Ollama's names (Modelfile parameters, server variables) for what common keys set.
+    option_keys = {
+        "num_ctx": "resources.max_model_len",
+        "num_parallel": "resources.max_num_seqs",
+        "kv_cache_type": "resources.kv_cache_dtype",
+        "quantize": "model.quantization",
+    }
     Options = OllamaOptions
     memory = NoPool(
         BaseMemory(
@@ -187,7 +194,19 @@ class OllamaBackend(Backend):
     def _check_model(self, profile: Profile, opts: OllamaOptions) -> list[ProfileIssue]:
         issues: list[ProfileIssue] = []
         spec = model_spec(profile, opts)
-        if profile.model_path() is None and not _NAME.match(profile.model.source):
+        local = profile.model_path()
+        not_gguf = _not_gguf(local) if local is not None else None
+        if not_gguf:
+            issues.append(
+                profile.issue(
+                    ("model", "source"),
+                    f"backend '{self.name}' loads GGUF files; {local} is {not_gguf}",
+                    "point model.source at a .gguf file (or a folder holding one; convert a "
+                    "Hugging Face folder with llama.cpp's convert_hf_to_gguf.py), or serve "
+                    "this folder with a backend that loads it (transformers, vllm)",
+                )
+            )
+        if local is None and not _NAME.match(profile.model.source):
             issues.append(
                 profile.issue(
                     ("model", "source"),
@@ -381,3 +400,33 @@ class OllamaBackend(Backend):
         opts: OllamaOptions = self.options(profile)
         spec = model_spec(profile, opts)
         prepare_model(client, plan, profile, opts, spec, self.timeouts[1], report)
+
+
+# Files that are a model, but not one `ollama create` takes from llmctl (it uploads *.gguf).
+_NOT_GGUF_SUFFIXES = {
+    ".safetensors": "a safetensors file",
+    ".bin": "a PyTorch .bin file",
+    ".pt": "a PyTorch checkpoint",
+    ".pth": "a PyTorch checkpoint",
+    ".ckpt": "a checkpoint",
+    ".onnx": "an ONNX file",
+    ".json": "a JSON file",
+    ".h5": "a Keras/HDF5 file",
+    ".msgpack": "a Flax file",
+    ".npz": "a NumPy archive",
+}
+
+
+def _not_gguf(path) -> str | None:
+    """Why a local model.source is not a GGUF model, from its name (and, for a folder that is
+    on this machine, the names in it: no file is read); None when it may be one."""
+    what = _NOT_GGUF_SUFFIXES.get(path.suffix.lower())
+    if what:
+        return what
+    if path.is_dir():
+        names = [p.name for p in path.iterdir()]
+        if not any(n.lower().endswith(".gguf") for n in names) and (
+            "config.json" in names or any(n.endswith(".safetensors") for n in names)
+        ):
+            return "a Hugging Face model folder (config.json / *.safetensors, no .gguf)"
+    return None

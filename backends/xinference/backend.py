@@ -54,6 +54,11 @@ class XinferenceBackend(Backend):
     executable = "xinference-local"
     distribution = "xinference"
     newest_known = "4.1.0"
+    # xinference launch's names for what common keys set.
+    option_keys = {
+        "context_length": "resources.max_model_len",
+        "quantization": "model.quantization",
+    }
     Options = XinferenceOptions
     memory = NoPool(
         BaseMemory(
