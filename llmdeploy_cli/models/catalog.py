@@ -118,6 +118,12 @@ def _gpu(ctx: CheckContext) -> list[Problem]:
     return checks_gpu.check_gpu(ctx.profile, ctx.model_dir, ctx.plan, lambda: (gpus, why))
 
 
+def _context(ctx: CheckContext) -> list[Problem]:
+    from llmdeploy_cli.models.checks_context import check_context
+
+    return check_context(ctx.profile, ctx.backend, ctx.model_dir, ctx.environ)
+
+
 def _offline(ctx: CheckContext) -> list[Problem]:
     if ctx.doctor:
         return checks_model.check_offline(ctx.profile, ctx.plan, ctx.environ)
@@ -146,6 +152,7 @@ CATALOG: tuple[Check, ...] = (
     Check("engine.flags", _flags, DOCTOR),
     Check("port", _port, BOTH),
     Check("model.files", _model, BOTH),
+    Check("model.context", _context, BOTH),
     Check("gpu", _gpu, BOTH, best_effort=True),
     Check("offline.env", _offline, BOTH),
     Check("keys", _keys, PREFLIGHT),
