@@ -16,6 +16,15 @@ class ExitCode(IntEnum):
     ASSERTION = 6  # smoke expectation or bench --fail-if
 
 
+# What a failed engine adds to its error: envelope key, attribute (serve, docs/serve.md).
+ENGINE_KEYS = (
+    ("exit_status", "exit_status"),
+    ("signal", "signal"),
+    ("log", "log_path"),
+    ("log_tail", "log_tail"),
+)
+
+
 class LlmctlError(Exception):
     """A failure the user can act on: one line of what is wrong, one line of how to fix it."""
 
@@ -34,6 +43,11 @@ class LlmctlError(Exception):
             err["hint"] = self.hint
         if self.details:
             err["details"] = [d.as_dict() if hasattr(d, "as_dict") else d for d in self.details]
+        # A failed engine (serve): how it ended and where its output is (docs/serve.md).
+        for key, attr in ENGINE_KEYS:
+            value = getattr(self, attr, None)
+            if value not in (None, "", []):
+                err[key] = list(value) if key == "log_tail" else value
         return {"error": err}
 
 

@@ -33,10 +33,11 @@ def register(app: typer.Typer) -> None:
 
 
 def _stop_signals():
-    """SIGINT/SIGTERM set a stop flag (the run stops its group) instead of raising."""
+    """SIGINT, SIGTERM and SIGHUP (a closed terminal, a hung-up ssh session) set a stop flag
+    (the run stops its group gracefully, then exits 128 + the signal) instead of killing."""
     from llmdeploy_cli.supervise.stopflag import on_signals
 
-    return on_signals(signal.SIGINT, signal.SIGTERM)
+    return on_signals(signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class _Progress:
@@ -292,7 +293,8 @@ def stop(
     json_: JsonOpt = False,
 ) -> int:
     """Stop a run: its supervisor stops the engine's whole process group (SIGTERM, SIGKILL
-    after the grace period). Stopping a name that is not running is not an error."""
+    after the grace period). Stopping a run that has already ended is not an error; a name
+    llmctl has never served is (exit 2, with the names it may have meant)."""
     from llmdeploy_cli.errors import UsageError
     from llmdeploy_cli.supervise import control
     from llmdeploy_cli.supervise import state as st_mod
@@ -305,6 +307,8 @@ def stop(
 
         results = [unload(*name.split("/", 1))]
     else:
+        if name is not None and st_mod.load(name) is None:
+            _known_or_refuse(name)
         results = [control.stop_run(n) for n in names]
     if json_:
         emit_json({"stopped": results})
@@ -316,6 +320,24 @@ def stop(
             else:
                 info(f"{r['name']}: not running")
     return 0
+
+
+def _known_or_refuse(name: str) -> None:
+    """`stop NAME` of a name llmctl never served here (no record, no log) is a typo, not a
+    stopped run: say so, with the names it may have meant and the names running."""
+    from llmdeploy_cli.errors import UsageError
+    from llmdeploy_cli.supervise import control
+
+    known = control.known_names()
+    if name in known:
+        return
+    running = [st.name for st, live in control.runs() if live == "running"]
+    near = control.similar_names(name, known)
+    parts = []
+    if near:
+        parts.append("did you mean " + " or ".join(near) + "?")
+    parts.append("running: " + (", ".join(running) if running else "none"))
+    raise UsageError(f"llmctl has never served a run named '{name}'", hint="; ".join(parts))
 
 
 def wait(

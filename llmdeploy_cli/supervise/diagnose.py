@@ -116,6 +116,49 @@ def diagnose(
     return found
 
 
+def signal_of(returncode: int | None) -> str | None:
+    """'SIGKILL' for an engine a signal ended: status -9 (Popen's way), or 137 (128 + 9, a
+    shell's or a container runtime's way of saying the same). None for a plain exit."""
+    import signal
+
+    if returncode is None or returncode == 0:
+        return None
+    num = -returncode if returncode < 0 else returncode - 128 if 128 < returncode < 160 else 0
+    try:
+        return signal.Signals(num).name if num else None
+    except ValueError:
+        return f"signal {num}"
+
+
+def exit_diagnosis(returncode: int | None) -> Diagnosis | None:
+    """What an engine's death by a signal suggests (None when it exited by itself)."""
+    name = signal_of(returncode)
+    if name is None:
+        return None
+    what = f"the engine was killed by {name} (exit status {returncode})"
+    if name == "SIGKILL":
+        return Diagnosis(
+            "signal",
+            what,
+            "out of memory? the kernel's OOM killer sends SIGKILL: check `dmesg` (or "
+            "`journalctl -k`) for 'Out of memory: Killed process', then give the engine "
+            "less to hold in host RAM (a smaller model, dtype or context; fewer workers) or "
+            "the machine (or container) more memory",
+        )
+    if name in ("SIGSEGV", "SIGBUS", "SIGILL", "SIGABRT", "SIGFPE"):
+        return Diagnosis(
+            "signal",
+            what + ": a crash in native code",
+            "see the engine's last log lines; a CUDA/driver mismatch, a CPU without an "
+            "instruction set the build needs, or a broken install are the usual causes",
+        )
+    return Diagnosis(
+        "signal",
+        what + ", sent from outside llmctl",
+        "find who sent it (a job scheduler, another supervisor, a timeout wrapper)",
+    )
+
+
 def _oom(text: str, profile: Profile | None, backend: Backend | None = None) -> Diagnosis:
     r = profile.resources if profile is not None else None
 

@@ -91,6 +91,14 @@ class Machine:
         self.to(BACKOFF)
         return backoff_delay(self.failures, self.policy.backoff_initial, self.policy.backoff_max)
 
+    def restart_count(self) -> str:
+        """How far the restart policy has got, for the log and `serve`: the budget is of
+        consecutive failures (reset once the engine is ready again), `restarts` counts all."""
+        return (
+            f"{self.failures} of at most {self.policy.max_restarts} consecutive failures; "
+            f"{self.restarts} restart(s) in this run"
+        )
+
     def stopping(self) -> None:
         self.to(STOPPING)
 

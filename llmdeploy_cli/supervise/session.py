@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmdeploy_cli.errors import LlmctlError, NotReadyError, PreflightError
+from llmdeploy_cli.errors import ENGINE_KEYS, LlmctlError, NotReadyError, PreflightError
 from llmdeploy_cli.supervise import state as st_mod
 from llmdeploy_cli.supervise.machine import EngineExited, Machine, Policy, Runner, Stopped
 from llmdeploy_cli.supervise.state import FAILED, READY, STARTING, STOPPED, RunState
@@ -228,11 +228,11 @@ class ServeSession:
             s.error = _error_doc(err)
             delay = detail.get("delay")
             if delay is not None:
+                count = machine.restart_count()
                 self.log.note(
-                    f"{err.message}; restart {machine.restarts} of at most "
-                    f"{machine.policy.max_restarts} in {delay:g} s"
+                    f"{err.message}; restart #{machine.restarts} in {delay:g} s ({count})"
                 )
-                self.on_event("restart", f"{err.message}; restarting in {delay:g} s")
+                self.on_event("restart", f"{err.message}; restarting in {delay:g} s ({count})")
         self._save()
         self.on_event("phase", machine.phase)
         if machine.phase == READY and machine.restarts == 0 and self.on_first_ready is not None:
@@ -337,6 +337,20 @@ class ServeSession:
             self.backend,
             port=_port_of(self.endpoint.base_url),
         )
+        rc = getattr(err, "returncode", None)
+        if isinstance(err, EngineExited) and rc is not None:
+            from llmdeploy_cli.supervise.diagnose import exit_diagnosis, signal_of
+
+            err.exit_status = rc
+            err.signal = signal_of(rc)
+            by_signal = exit_diagnosis(rc)
+            if by_signal is not None:
+                if rc < 0:  # "exited with status -9" reads as a bug; say what happened
+                    err.message = err.message.replace(
+                        f"exited with status {rc}", f"was killed by {err.signal} (status {rc})"
+                    )
+                    err.args = (err.message,)
+                found = [*found, by_signal] if found else [by_signal]
         if found:
             err.hint = "; ".join(str(d) for d in found) + (f" ({err.hint})" if err.hint else "")
             err.details = [d.as_dict() for d in found]
@@ -371,8 +385,10 @@ def _error_doc(err: Any) -> dict:
         doc["hint"] = err.hint
     if getattr(err, "details", None):
         doc["details"] = [d.as_dict() if hasattr(d, "as_dict") else d for d in err.details]
-    if getattr(err, "log_tail", None):
-        doc["log_tail"] = list(err.log_tail)
+    for key, attr in ENGINE_KEYS:
+        value = getattr(err, attr, None)
+        if value not in (None, "", []):
+            doc[key] = list(value) if key == "log_tail" else value
     return doc
 
 
@@ -403,6 +419,9 @@ def error_from_doc(doc: dict) -> LlmctlError:
     err = cls(doc.get("message", "failed"), doc.get("hint"), details=doc.get("details"))
     if cls is LlmctlError and doc.get("kind"):
         err.kind = doc["kind"]
+    for key, attr in ENGINE_KEYS:
+        if doc.get(key) not in (None, "", []):
+            setattr(err, attr, doc[key])
     err.log_tail = doc.get("log_tail") or []
     return err
 
