@@ -63,8 +63,11 @@ def plan(
 ) -> int:
     """Memory plan: weights, KV bytes per token, reserve, KV cache tokens and concurrency at
     max_model_len under the engine's own memory setting, and values that fit. Works from
-    config.json alone, before the weights are downloaded."""
-    from llmdeploy_cli.errors import PreflightError
+    config.json alone, before the weights are downloaded. A CPU profile (or no GPU, for an
+    engine that runs on CPU) gets host RAM needed against RAM available. Exit 3 when it does
+    not fit, 2 when no plan can be made."""
+    from llmdeploy_cli.errors import UsageError
+    from llmdeploy_cli.models import facts
     from llmdeploy_cli.models.gpus import query_gpus
     from llmdeploy_cli.models.plan import plan_for
     from llmdeploy_cli.models.units import fmt_bytes, parse_size
@@ -74,11 +77,16 @@ def plan(
     if gpu_mem:
         mem = parse_size(gpu_mem)
         source = "--gpu-mem"
+    elif r.profile.resources.device == "cpu":
+        return _host_plan(r.profile, json_)
     else:
         found, why = query_gpus()
         if not found:
-            raise PreflightError(
-                f"no GPU to plan for ({why})", hint="give the card's memory: --gpu-mem 80GiB"
+            if facts.runs_on_cpu(r.backend):
+                return _host_plan(r.profile, json_)
+            raise UsageError(
+                f"no GPU to plan for ({why}), and {r.profile.backend} does not run on CPU",
+                hint="give the card's memory: --gpu-mem 80GiB",
             )
         mem, source = found[0].total_bytes, f"{found[0].name} (queried)"
         gpus = gpus or None
@@ -108,6 +116,39 @@ def plan(
     for s in mp.suggestions:
         out(f"suggest         {s['key']}: {s['value']}  ({s['why']})")
     return 0 if mp.fits else int(ExitCode.PREFLIGHT)
+
+
+def _host_plan(profile, json_: bool) -> int:
+    """The CPU plan: host RAM needed (weights, KV or a batch's activations, the engine's base
+    process) against RAM available."""
+    from llmdeploy_cli.models.host_plan import host_plan_for
+    from llmdeploy_cli.models.units import fmt_bytes
+
+    hp = host_plan_for(profile)
+    code = 0 if hp.fits is not False else int(ExitCode.PREFLIGHT)
+    if json_:
+        emit_json({"name": profile.name, **hp.as_dict()})
+        return code
+    for w in hp.warnings:
+        warn(w)
+    out(f"engine          {hp.engine} on CPU ({hp.task})")
+    out(f"weights         {fmt_bytes(hp.weights_bytes)} ({hp.weights_source})")
+    if hp.task == "chat":
+        out(
+            f"KV cache        {fmt_bytes(hp.kv_bytes)} = max_model_len {hp.max_model_len:,} "
+            f"x max_num_seqs {hp.max_num_seqs}"
+        )
+    else:
+        out(
+            f"activations     {fmt_bytes(hp.activations_bytes)}: a batch of {hp.max_num_seqs} "
+            f"x {hp.max_model_len} tokens (no KV cache)"
+        )
+    out(f"base process    {fmt_bytes(hp.base_bytes)} ({hp.base_source})")
+    out(f"host RAM        needs {fmt_bytes(hp.needs_bytes)}: {hp.rule}")
+    avail = fmt_bytes(hp.available_bytes) if hp.available_bytes is not None else "unknown"
+    out(f"RAM available   {avail}")
+    out(f"fits            {'unknown' if hp.fits is None else 'yes' if hp.fits else 'NO'}")
+    return code
 
 
 def pull(

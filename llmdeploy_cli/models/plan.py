@@ -416,8 +416,9 @@ def memory_need(
 ) -> MemoryNeed:
     """What the profile's engine needs on each device. On GPUs of `gpu_mem_bytes` (the
     total of one card) the backend's rule says what it takes at start on each (a fraction
-    engine takes its whole budget); with `resources.device: cpu` or no GPU size, host RAM =
-    weights + the KV of max_model_len x max_num_seqs + the engine's base process memory.
+    engine takes its whole budget); with `resources.device: cpu` or no GPU size, host RAM as
+    models/host_plan.py counts it (weights + KV, or a batch's activations for embedding and
+    rerank models, + the engine's base process memory).
     Raises UsageError when the model's config is not on disk or the backend has no rule."""
     inp = inputs_for(profile, model_dir)
     inp.engine_version = engine_version
@@ -425,16 +426,12 @@ def memory_need(
     r = profile.resources
     gpus = max(1, r.tensor_parallel) * max(1, r.pipeline_parallel)
     if profile.resources.device == "cpu" or not gpu_mem_bytes:
+        from llmdeploy_cli.models.host_plan import compute_host_plan
+
         p = compute_plan(inp, 1 << 50, gpus)  # no card limit: the KV of the context asked
-        kv = int(p.kv_bytes_per_token_total * p.max_model_len * (inp.max_num_seqs or 1))
+        host = compute_host_plan(inp, profile.model.task)  # embeddings: no KV, a batch
         return MemoryNeed(
-            False,
-            0,
-            0,
-            p.weights_bytes + kv + rule.base.bytes,
-            "host RAM: weights + KV of max_model_len x max_num_seqs + base process",
-            rule.base.source,
-            p,
+            False, 0, 0, host.needs_bytes, f"host RAM: {host.rule}", rule.base.source, p
         )
     p = compute_plan(inp, gpu_mem_bytes, gpus)
     return MemoryNeed(
