@@ -62,8 +62,9 @@ class TransformersBackend(Backend):
     memory = NoPool(
         BaseMemory(
             848 * MiB,
-            "measured: transformers 5.25 serve on CPU with a 0.4 MB model, RSS after one chat "
-            "request (torch 2.13 CPU build)",
+            "measured: transformers 5.25 serve on CPU with a 0.4 MB model, RSS summed over "
+            "the server, its multiprocessing spawn child and resource tracker after one chat "
+            "request (torch 2.13 CPU build; PSS 637 MiB, docs/models.md)",
         ),
         # transformers/cli/serving/model_manager.py get_quantization_config: bnb-4bit is
         # NF4 with double quantization, bnb-8bit is LLM.int8 (load_in_8bit).

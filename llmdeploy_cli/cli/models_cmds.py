@@ -121,7 +121,7 @@ def plan(
 def _host_plan(profile, json_: bool) -> int:
     """The CPU plan: host RAM needed (weights, KV or a batch's activations, the engine's base
     process) against RAM available."""
-    from llmdeploy_cli.models.host_plan import host_plan_for
+    from llmdeploy_cli.models.plan import host_plan_for
     from llmdeploy_cli.models.units import fmt_bytes
 
     hp = host_plan_for(profile)

@@ -15,12 +15,7 @@ weights term is the plan's (files, or params x bytes); the rest is a floor.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # pragma: no cover
-    from llmdeploy_cli.models.plan import PlanInputs
-    from llmdeploy_cli.profile import Profile
+from typing import Any
 
 EMBED_BATCH = 32  # sequences per batch when max_num_seqs is unset
 EMBED_LEN = 512  # tokens per sequence when max_model_len is unset (and the model allows it)
@@ -59,14 +54,14 @@ def ram_available() -> int | None:
 
 
 def compute_host_plan(
-    inp: PlanInputs, task: str = "chat", available: int | None = None
+    inp: Any, task: str, available: int | None, rule: Any, weights: tuple
 ) -> HostPlan:
-    from llmdeploy_cli.models.plan import memory_rule, weights_estimate
+    """`inp` a PlanInputs, `rule` the backend's memory rule, `weights` the plan's
+    (bytes, source, params) (llmdeploy_cli/models/plan.py `host_plan` gathers them)."""
     from llmdeploy_cli.models.shape import kv_bytes_per_token, kv_dtype_bytes, shape_from_config
 
     shape = shape_from_config(inp.config)
-    rule = inp.memory or memory_rule(inp.engine)
-    weights, wsource, params = weights_estimate(inp, shape, rule)
+    weights, wsource, params = weights
     context = shape.context_length or 4096
     if task == "chat":
         length = inp.max_model_len or context
@@ -103,15 +98,4 @@ def compute_host_plan(
     )
 
 
-def host_plan_for(
-    profile: Profile, *, model_dir: Path | None = None, available: int | None = None
-) -> HostPlan:
-    """The CPU plan of a profile, against RAM available now (psutil) unless given."""
-    from llmdeploy_cli.models.plan import inputs_for
-
-    inp = inputs_for(profile, model_dir)
-    avail = ram_available() if available is None else available
-    return compute_host_plan(inp, profile.model.task, avail)
-
-
-__all__ = ["HostPlan", "compute_host_plan", "host_plan_for", "ram_available"]
+__all__ = ["HostPlan", "compute_host_plan", "ram_available"]

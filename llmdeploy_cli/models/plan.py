@@ -426,10 +426,8 @@ def memory_need(
     r = profile.resources
     gpus = max(1, r.tensor_parallel) * max(1, r.pipeline_parallel)
     if profile.resources.device == "cpu" or not gpu_mem_bytes:
-        from llmdeploy_cli.models.host_plan import compute_host_plan
-
         p = compute_plan(inp, 1 << 50, gpus)  # no card limit: the KV of the context asked
-        host = compute_host_plan(inp, profile.model.task)  # embeddings: no KV, a batch
+        host = host_plan(inp, profile.model.task)  # embeddings: no KV, a batch
         return MemoryNeed(
             False, 0, 0, host.needs_bytes, f"host RAM: {host.rule}", rule.base.source, p
         )
@@ -439,11 +437,31 @@ def memory_need(
     )
 
 
+def host_plan(inp: PlanInputs, task: str = "chat", available: int | None = None):
+    """The CPU plan (llmdeploy_cli/models/host_plan.py) of these inputs."""
+    from llmdeploy_cli.models.host_plan import compute_host_plan
+
+    rule = inp.memory or memory_rule(inp.engine)
+    weights = weights_estimate(inp, shape_from_config(inp.config), rule)
+    return compute_host_plan(inp, task, available, rule, weights)
+
+
+def host_plan_for(profile: Profile, *, model_dir: Path | None = None, available=None):
+    """The CPU plan of a profile, against RAM available now (psutil) unless given."""
+    from llmdeploy_cli.models import host_plan as hp
+
+    inp = inputs_for(profile, model_dir)
+    avail = hp.ram_available() if available is None else available
+    return host_plan(inp, profile.model.task, avail)
+
+
 __all__ = [
     "MemoryNeed",
     "MemoryPlan",
     "PlanInputs",
     "compute_plan",
+    "host_plan",
+    "host_plan_for",
     "memory_need",
     "memory_rule",
     "plan_for",

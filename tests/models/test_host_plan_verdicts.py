@@ -10,8 +10,7 @@ import pytest
 
 from llmdeploy_cli.cli.app import main
 from llmdeploy_cli.memory_rules import MiB
-from llmdeploy_cli.models.host_plan import compute_host_plan
-from llmdeploy_cli.models.plan import PlanInputs
+from llmdeploy_cli.models.plan import PlanInputs, host_plan
 
 
 @pytest.fixture
@@ -70,7 +69,7 @@ def test_host_plan_that_does_not_fit(tiny_model):
     from llmdeploy_cli.models.readers import read_json
 
     cfg, _ = read_json(tiny_model / "config.json")
-    hp = compute_host_plan(PlanInputs(engine="transformers", config=cfg), "chat", available=1)
+    hp = host_plan(PlanInputs(engine="transformers", config=cfg), "chat", available=1)
     assert hp.fits is False and hp.needs_bytes > 848 * MiB
 
 
