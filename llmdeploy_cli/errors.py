@@ -1,4 +1,4 @@
-"""Errors that carry their exit code, so every command fails the same way (DESIGN.md §9)."""
+"""Errors that carry their exit code, so every command fails the same way (docs/cli.md)."""
 
 from __future__ import annotations
 
@@ -103,6 +103,13 @@ class ProfileError(UsageError):
 class PreflightError(LlmctlError):
     code = ExitCode.PREFLIGHT
     kind = "preflight"
+
+
+class StateDirError(PreflightError):
+    """llmctl's state folder cannot be used: full, read-only, not ours, a file in the way
+    (exit 3; the message names the folder and the cause, the hint LLMCTL_STATE_DIR)."""
+
+    kind = "state"
 
 
 class NotReadyError(LlmctlError):

@@ -113,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
             code = 130
         elif debug:
             raise
+        elif isinstance(e, OSError) and e.filename and e.strerror:
+            err = _os_error(e)
+            code = fail(int(err.code), err.kind, err.message, err.hint, err=err)
         else:
             code = fail(
                 int(ExitCode.RUNTIME),
@@ -126,6 +129,28 @@ def main(argv: list[str] | None = None) -> int:
     if argv is None:
         sys.exit(code)
     return code
+
+
+def _os_error(e: OSError):
+    """An OSError that names a file: in the state folder, a StateDirError (exit 3: which
+    folder, why, LLMCTL_STATE_DIR); elsewhere, the file and the system's reason (exit 1)."""
+    from llmdeploy_cli import paths
+    from llmdeploy_cli.errors import LlmctlError
+
+    if paths.under_state(e.filename):
+        return paths.state_fault(e)
+    import errno
+
+    hints = {
+        errno.ENOSPC: "free some space on that disk, or write somewhere else",
+        errno.EROFS: "that file system is read-only: write somewhere else",
+        errno.EACCES: "check the permissions of that path, or write somewhere else",
+        errno.ENOENT: "check the path",
+    }
+    hint = hints.get(e.errno, "run again with --debug to see where it happened")
+    err = LlmctlError(f"{os.fsdecode(e.filename)}: {e.strerror}", hint)
+    err.kind = "os"
+    return err
 
 
 if __name__ == "__main__":

@@ -230,6 +230,12 @@ def status(
                 f"pid={d['pid']} engine={d['engine_pid']} restarts={d['restarts']} "
                 f"up={_dur(d['uptime_s'])}"
             )
+            trouble = d.get("storage_error")
+            if trouble and d["state"] == "running":
+                if trouble.get("recovered"):
+                    info(f"  [dim]{_esc(trouble['what'])}: could not be written for a while[/dim]")
+                else:
+                    info(f"  [yellow]warning: {_esc(trouble['message'])}[/yellow]")
             if (d.get("error") and d["state"] != "running") or d["phase"] == "backoff":
                 err = d.get("error") or {}
                 info(f"  [red]{_esc(err.get('message', ''))}[/red]")

@@ -33,13 +33,21 @@ def start_detached(
     """Start the supervisor daemon and wait until the run is ready (returns its state) or
     failed (raises the run's own error, with its exit code and log tail). A stop asked for
     meanwhile (`stop_requested`) stops the run and raises `machine.Stopped`."""
+    from llmdeploy_cli import paths
     from llmdeploy_cli.supervise.daemon import build_argv
     from llmdeploy_cli.supervise.machine import Stopped
     from llmdeploy_cli.supervise.session import error_from_doc
 
-    st_mod.remove(name)  # a failed or stale record of an earlier run (preflight cleaned it)
+    # A state folder the supervisor could not write is named here, before it starts: it
+    # would fail with nothing to say but an empty log.
+    paths.check_writable("runs")
+    paths.check_writable("logs")
     slog = supervisor_log(name)
-    fd = os.open(slog, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        st_mod.remove(name)  # a failed or stale record of an earlier run (preflight cleaned it)
+        fd = os.open(slog, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as e:
+        raise paths.state_fault(e) from None
     try:
         proc = subprocess.Popen(
             build_argv(str(Path(profile_path).resolve()), port=port, timeout=timeout),
@@ -85,6 +93,8 @@ def start_detached(
                 raise error_from_doc(
                     {"code": proc.returncode, "message": said[-1].split(": ", 1)[1]}
                 )
+            paths.check_writable("runs")  # a disk that filled meanwhile: name it
+            paths.check_writable("logs")
             raise LlmctlError(
                 f"the llmctl supervisor exited with status {proc.returncode} before the "
                 "server was ready",

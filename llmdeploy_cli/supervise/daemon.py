@@ -46,16 +46,43 @@ def main(argv: list[str] | None = None) -> int:
         from llmdeploy_cli.resolve import resolve
         from llmdeploy_cli.supervise.session import ServeSession
 
+        def on_event(kind: str, message: str) -> None:
+            if kind == "storage":  # also kept in the state and the log, where they can be
+                _say(f"warning: {message}")
+
         try:
             r = resolve(args.profile, port=args.port)
             session = ServeSession(
-                r, args.profile, detached=True, timeout=args.timeout, stop=stop, echo=None
+                r,
+                args.profile,
+                detached=True,
+                timeout=args.timeout,
+                stop=stop,
+                echo=None,
+                on_event=on_event,
             )
             session.run()
         except LlmctlError as e:
-            print(f"llmctl supervisor: {e.message}", file=sys.stderr, flush=True)
+            _say(e.message)
             return int(e.code)
+        except OSError as e:
+            from llmdeploy_cli import paths
+
+            if not paths.under_state(e.filename):
+                raise
+            err = paths.state_fault(e)
+            _say(err.message)
+            return int(err.code)
     return 0
+
+
+def _say(text: str) -> None:
+    """A line for the supervisor log (`llmctl supervisor: ...`, which `serve --detach`
+    reads back when the supervisor ends before its state says why)."""
+    try:
+        print(f"llmctl supervisor: {text}", file=sys.stderr, flush=True)
+    except OSError:  # that log is on the full disk too
+        pass
 
 
 if __name__ == "__main__":

@@ -3,6 +3,11 @@
 Every line is scrubbed of the plan's secrets before it is written, kept or echoed.
 Progress bars (carriage returns) count as lines, so a download or weight load shows up as
 activity, which is what extends readiness deadlines (health.extend_on_progress).
+
+A write that fails (a full disk, a file system gone read-only) never stops the engine or
+its supervisor: the line stays in memory, `fault` says why (the supervisor records it in
+the run's state), and the file is opened again every RETRY_S seconds; once a write works,
+a note says how many lines are missing.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import collections
 import os
 import re
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -23,6 +29,7 @@ RING_LINES = 400
 _SPLIT = re.compile(r"[\r\n]")
 _PARTIAL_MAX = 64 * 1024
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+RETRY_S = 2.0
 
 
 class LogSink:
@@ -48,12 +55,21 @@ class LogSink:
         self.bytes_seen = 0
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        self.fault: str | None = None  # why the file cannot be written now (None: it can)
+        self.fault_since: float | None = None  # wall clock of the first failed write
+        self.unwritten = 0  # lines kept only in memory since the fault
+        self._retry_at = 0.0
+        self._closed = False
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._fh = self._open()
 
     def _open(self):
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        os.chmod(self.path, 0o600)
+        try:
+            if stat.S_ISREG(os.fstat(fd).st_mode):  # never chmod a device the path names
+                os.fchmod(fd, 0o600)
+        except OSError:
+            pass
         return os.fdopen(fd, "a", encoding="utf-8", errors="replace")
 
     # -- writing --------------------------------------------------------------------------
@@ -98,27 +114,62 @@ class LogSink:
         line = _ANSI.sub("", scrub(line, self.secrets).rstrip())
         with self._lock:
             self.lines.append(line)
-            if self._fh is not None:
-                data = line + "\n"
-                try:
-                    if self._fh.tell() + len(data) > self.max_bytes:
-                        self._rotate()
-                    self._fh.write(data)
-                    self._fh.flush()
-                except (OSError, ValueError):
-                    pass
+            self._to_file(line + "\n")
         if self.echo is not None:
             try:
                 self.echo(line)
             except Exception:  # noqa: BLE001 - a broken terminal must not stop the log
                 self.echo = None
 
+    def _to_file(self, data: str) -> None:
+        """Write one line (lock held); a failure is recorded and retried, never raised."""
+        if self._closed:
+            return
+        if self._fh is None:
+            if time.monotonic() < self._retry_at:
+                self.unwritten += 1
+                return
+            try:
+                self._fh = self._open()
+            except OSError as e:
+                self._failed(e)
+                return
+            if self.fault is not None:
+                data = (
+                    f"[llmctl] {self.unwritten} line(s) missing here: the log could not be "
+                    f"written ({self.fault})\n" + data
+                )
+        try:
+            if self._fh.tell() + len(data) > self.max_bytes:
+                self._rotate()
+            self._fh.write(data)
+            self._fh.flush()
+        except (OSError, ValueError) as e:
+            self._failed(e)
+            return
+        self.fault = self.fault_since = None
+        self.unwritten = 0
+
+    def _failed(self, e: Exception) -> None:
+        why = getattr(e, "strerror", None) or str(e)
+        if self.fault is None:
+            self.fault, self.fault_since = f"{why}: {self.path}", time.time()
+        self.unwritten += 1
+        fh, self._fh = self._fh, None
+        if fh is not None:
+            try:
+                fh.close()  # flushing what it holds fails again; the descriptor is closed
+            except (OSError, ValueError):
+                pass
+        self._retry_at = time.monotonic() + RETRY_S
+
     def note(self, text: str) -> None:
         """A line from llmctl itself (phases, restarts), marked as such."""
         self.write_line(f"[llmctl] {text}")
 
     def _rotate(self) -> None:
-        self._fh.close()
+        fh, self._fh = self._fh, None
+        fh.close()
         for i in range(self.backups, 0, -1):
             src = self.path if i == 1 else self.path.with_name(f"{self.path.name}.{i - 1}")
             dst = self.path.with_name(f"{self.path.name}.{i}")
@@ -138,8 +189,12 @@ class LogSink:
     def close(self) -> None:
         self.join(1.0)
         with self._lock:
+            self._closed = True
             if self._fh is not None:
-                self._fh.close()
+                try:
+                    self._fh.close()
+                except (OSError, ValueError):
+                    pass
                 self._fh = None
 
 

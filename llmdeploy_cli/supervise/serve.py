@@ -41,7 +41,8 @@ DETACH = "detach"
 MODES = (FOREGROUND, DETACH)
 
 # ServeEvent kinds, in the order a run emits them:
-#   warning   a plan or preflight warning (message)
+#   warning   a plan or preflight warning (message); while serving, a state or log write
+#             that fails (a full disk) or works again
 #   step      the readiness rung or supervisor phase in progress (message: its key, e.g.
 #             "port", "health", "model", "completion", "after_ready", "starting")
 #   progress  an after-ready step of the backend (message: "pulling model 40%")
@@ -178,6 +179,8 @@ class _Run:
             self.emit("progress", msg)
         elif kind == "restart":
             self.emit("restart", msg)
+        elif kind == "storage":  # the state folder failed (or works again) while serving
+            self.emit("warning", msg)
 
     def _smoke(self):
         """The profile's smoke against the ready endpoint (raises SmokeFailed, exit 6)."""

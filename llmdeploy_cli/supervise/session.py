@@ -6,6 +6,13 @@ READY (the first time: `on_first_ready`, where the CLI runs the smoke) -> wait f
 or a stop -> restart policy. Every transition is written to the run's state file.
 The core never prints: progress goes to `on_event(kind, message)` and engine output to
 the log sink (which may echo it).
+
+The state folder: a serve that cannot write it (full, read-only, a file in the way) fails
+before anything starts (StateDirError, exit 3), and so does one whose state cannot be
+written before the engine is first ready (a detached serve would wait on a record that
+never comes). Once served, a failed write of the state or the log never takes the engine
+down: it is recorded (`storage` events, the state's `storage_error`, the log, whichever
+can still be written) and retried every STORAGE_RETRY_S seconds.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from llmdeploy_cli.errors import ENGINE_KEYS, LlmctlError, NotReadyError, PreflightError
 from llmdeploy_cli.supervise import state as st_mod
 from llmdeploy_cli.supervise.machine import EngineExited, Machine, Policy, Runner, Stopped
-from llmdeploy_cli.supervise.state import FAILED, READY, STARTING, STOPPED, RunState
+from llmdeploy_cli.supervise.state import FAILED, READY, STARTING, STOPPED, STOPPING, RunState
 
 if TYPE_CHECKING:  # pragma: no cover
     from llmdeploy_cli.resolve import Resolved
@@ -29,6 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from llmdeploy_cli.supervise.stopflag import StopFlag
 
 TAIL_LINES = 25
+STORAGE_RETRY_S = 2.0
 
 
 class ServeSession:
@@ -65,16 +73,26 @@ class ServeSession:
         self.keep_failed_state = detached
         self._child: Child | None = None
         self._http: tuple | None = None  # (probe client, action client), made once
+        self._served = False  # ready once: from then on, state write failures are tolerated
+        self._faults: dict[str, str] = {}  # "state" | "log" -> why it cannot be written
+        self._retry_at = 0.0
 
     # -- the whole run ----------------------------------------------------------------------
     def run(self) -> None:
         """Serve until stopped (returns) or failed (raises LlmctlError)."""
+        from llmdeploy_cli import paths
         from llmdeploy_cli.supervise.logfile import LogSink
         from llmdeploy_cli.supervise.procgroup import start_time
 
         name = self.profile.name
+        paths.check_writable("runs")  # StateDirError (exit 3) before anything starts
+        paths.check_writable("logs")
         self.lock = st_mod.RunLock(name)
-        if not self.lock.acquire():
+        try:
+            got = self.lock.acquire()
+        except OSError as e:
+            raise paths.state_fault(e) from None
+        if not got:
             raise PreflightError(
                 f"'{name}' is already being served", f"stop it first: llmctl stop {name}"
             )
@@ -109,6 +127,15 @@ class ServeSession:
             keep = self.keep_failed_state
             self._record_failure(e)
             raise
+        except OSError as e:
+            if not paths.under_state(e.filename):
+                keep = self.keep_failed_state
+                self._record_failure(LlmctlError(f"supervisor failed: {type(e).__name__}: {e}"))
+                raise
+            err = paths.state_fault(e)
+            keep = self.keep_failed_state
+            self._record_failure(err)
+            raise err from None
         except BaseException as e:
             keep = self.keep_failed_state
             self._record_failure(LlmctlError(f"supervisor failed: {type(e).__name__}: {e}"))
@@ -122,7 +149,10 @@ class ServeSession:
                 self.log.note("supervisor done")
                 self.log.close()
             if not keep:
-                st_mod.remove(name)
+                try:
+                    st_mod.remove(name)
+                except OSError:  # a read-only folder: status finds it stale later
+                    pass
             self.lock.release()
 
     def _run_unmanaged(self) -> bool:
@@ -191,6 +221,8 @@ class ServeSession:
                 self.log.join(0.5)
                 self.log.note(f"engine exited with status {rc}")
                 return rc
+            if self._faults or self.log.fault is not None:
+                self._check_storage()
             if self.stop_event.wait(0.05):
                 return None
 
@@ -213,6 +245,8 @@ class ServeSession:
 
     def phase(self, machine: Machine, detail: dict) -> None:
         s = self.state
+        if self._faults or (self.log is not None and self.log.fault is not None):
+            self._check_storage(now=True)
         s.phase = machine.phase
         s.restarts = machine.restarts
         err = detail.get("error")
@@ -233,7 +267,11 @@ class ServeSession:
                     f"{err.message}; restart #{machine.restarts} in {delay:g} s ({count})"
                 )
                 self.on_event("restart", f"{err.message}; restarting in {delay:g} s ({count})")
-        self._save()
+        # Going down (failed, stopping, stopped): a state that cannot be written must not
+        # hide the failure being reported.
+        self._save(strict=False if machine.phase in (FAILED, STOPPING, STOPPED) else None)
+        if machine.phase == READY:
+            self._served = True  # the ready record is written: from now on, tolerate
         self.on_event("phase", machine.phase)
         if machine.phase == READY and machine.restarts == 0 and self.on_first_ready is not None:
             first, self.on_first_ready = self.on_first_ready, None
@@ -359,9 +397,62 @@ class ServeSession:
         return err
 
     # -- state ------------------------------------------------------------------------------
-    def _save(self) -> None:
-        if self.state is not None:
+    def _save(self, strict: bool | None = None) -> None:
+        """Write the state. `strict` (the default until the engine was first ready): a
+        failure raises StateDirError. Otherwise it is recorded and retried."""
+        if self.state is None:
+            return
+        try:
             st_mod.save(self.state)
+        except OSError as e:
+            if strict if strict is not None else not self._served:
+                from llmdeploy_cli import paths
+
+                raise paths.state_fault(e) from None
+            self._storage("state", f"{e.strerror or e}: {e.filename or st_mod.runs_dir()}")
+            return
+        if "state" in self._faults:
+            self._recovered("state")
+
+    def _check_storage(self, now: bool = False) -> None:
+        """Record a log that cannot be written (or can again); retry a state write."""
+        fault = self.log.fault if self.log is not None else None
+        if fault is not None and self._faults.get("log") != fault:
+            self._storage("log", fault)
+            self._save(strict=False)
+        elif fault is None and "log" in self._faults:
+            self._recovered("log")
+        if "state" in self._faults and (now or time.monotonic() >= self._retry_at):
+            self._retry_at = time.monotonic() + STORAGE_RETRY_S
+            self._save(strict=False)
+
+    def _storage(self, what: str, why: str) -> None:
+        """A write under the state folder failed while the engine runs: say so once per
+        cause (the state when it can be written, the log when it can, `storage` events)."""
+        if self._faults.get(what) == why:
+            return
+        self._faults[what] = why
+        self._retry_at = time.monotonic() + STORAGE_RETRY_S
+        label = "state file" if what == "state" else "engine log"
+        msg = (
+            f"cannot write the run's {label} ({why}); the engine is still supervised and "
+            f"llmctl keeps trying (free space or fix the state folder)"
+        )
+        self.state.storage_error = {"what": label, "message": msg, "since": time.time()}
+        if self.log is not None:
+            self.log.note(msg)
+        self.on_event("storage", msg)
+
+    def _recovered(self, what: str) -> None:
+        self._faults.pop(what, None)
+        label = "state file" if what == "state" else "engine log"
+        msg = f"the run's {label} can be written again"
+        if self.state.storage_error is not None and not self._faults:
+            self.state.storage_error["recovered"] = time.time()
+        if self.log is not None:
+            self.log.note(msg)
+        self.on_event("storage", msg)
+        self._save(strict=False)
 
     def _record_failure(self, err: LlmctlError) -> None:
         if self.state is None:
@@ -370,7 +461,7 @@ class ServeSession:
         self.state.step = None
         self.state.error = _error_doc(err)
         self.state.engine_pid = self.state.engine_started = self.state.pgid = None
-        self._save()
+        self._save(strict=False)
         if self.log is not None:
             self.log.note(f"failed: {err.message}")
 

@@ -86,6 +86,9 @@ class RunState:
     error: dict | None = None  # {code, kind, message, hint, log_tail}
     stop_signal: int | None = None
     stop_grace_s: float | None = None
+    # The state folder failed the running supervisor (a full disk): {what, message, since,
+    # recovered}; the engine stays supervised meanwhile (session.py).
+    storage_error: dict | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -173,14 +176,20 @@ class RunLock:
 
 
 def is_locked(name: str) -> bool:
+    """Whether a supervisor holds NAME's lock. Opens the lock read-only and creates
+    nothing, so `status` works on a state folder that has become read-only."""
     path = runs_dir() / f"{name}.lock"
-    if not path.exists():
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
         return False
-    lock = RunLock(name)
-    if lock.acquire():
-        lock.release()
-        return False
-    return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # closing drops a lock taken here
+    return False
 
 
 # -- liveness -------------------------------------------------------------------------------
