@@ -258,3 +258,34 @@ def test_gpu_checks_skip_engines_and_devices_without_an_nvidia_card(write_profil
     assert gpu.level == "skip" and "ascend" in gpu.message
     cuda = write_profile(f"name: t\nbackend: lmdeploy\nmodel: {{source: {tiny_model}}}\n", "c.yml")
     assert _by(run_doctor(cuda, environ={}, gpu_query=no_gpu))["gpu"].level == "fail"
+
+
+def test_compute_capability_is_read_through_nvml(monkeypatch):
+    """With pynvml importable, NVML answers first (here a stand-in module with NVML's
+    calls); a card whose NVML lacks the capability call is listed without it."""
+    import types
+
+    class Mem:
+        total, free = 80 * GiB, 79 * GiB
+
+    nvml = types.SimpleNamespace(
+        nvmlInit=lambda: None,
+        nvmlShutdown=lambda: None,
+        nvmlSystemGetDriverVersion=lambda: b"570.124",
+        nvmlSystemGetCudaDriverVersion=lambda: 12080,
+        nvmlDeviceGetCount=lambda: 2,
+        nvmlDeviceGetHandleByIndex=lambda i: i,
+        nvmlDeviceGetMemoryInfo=lambda h: Mem,
+        nvmlDeviceGetName=lambda h: b"NVIDIA H100 80GB HBM3",
+    )
+
+    def cc(h):
+        if h == 1:
+            raise RuntimeError("NVML_ERROR_NOT_SUPPORTED")
+        return (9, 0)
+
+    nvml.nvmlDeviceGetCudaComputeCapability = cc
+    monkeypatch.setitem(__import__("sys").modules, "pynvml", nvml)
+    gpus, why = query_gpus()
+    assert why is None and [g.compute_cap for g in gpus] == [(9, 0), None]
+    assert gpus[0].capability == "9.0" and gpus[0].cuda == "12.8" and gpus[0].driver == "570.124"
