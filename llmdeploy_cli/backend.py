@@ -250,7 +250,7 @@ class Backend:
         if hub.endpoint:
             env["HF_ENDPOINT"] = hub.endpoint
         if hub.cache_dir:
-            env["HF_HOME"] = os.path.expanduser(hub.cache_dir)
+            env["HF_HOME"] = profile_relative(profile, hub.cache_dir)
         if hub.token_env:
             env["HF_TOKEN"] = ctx.secret(hub.token_env)
         hubvars = self.hub if supported(self.hub) else None
@@ -443,6 +443,15 @@ def _option_issue(backend: Backend, profile: Profile, err: dict[str, Any]) -> Pr
         return profile.issue(loc, f"not an option of backend '{backend.name}'", hint)
     msg = err["msg"].removeprefix("Value error, ")
     return profile.issue(loc, f"{msg} (got {err.get('input')!r})")
+
+
+def profile_relative(profile: Profile, raw: str) -> str:
+    """A path key of the profile as the engine gets it: ~ expanded, a relative path joined
+    to the profile file's folder (docs/profiles.md), not to wherever llmctl runs."""
+    p = os.path.expanduser(raw)
+    if not os.path.isabs(p) and profile.path is not None:
+        p = os.path.normpath(os.path.join(profile.path.parent, p))
+    return p
 
 
 def common_key_for(backend: Backend, option: str) -> str | None:

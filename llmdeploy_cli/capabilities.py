@@ -181,6 +181,46 @@ HF_OFFLINE: Mapping[str, str] = MappingProxyType(
 
 
 @dataclass(frozen=True)
+class HubCache:
+    """Where the engine's process looks for a hub id in a hub's download cache, read from
+    its environment: the first variable of `env` that is set, with its sub-folder joined;
+    else `default` (~ expanded)."""
+
+    env: tuple[tuple[str, str], ...]  # (variable, sub-folder), first set wins
+    default: str
+
+    def folder(self, environ: Mapping[str, str]) -> tuple[str, str]:
+        """(the cache folder, what chose it: "HF_HOME" or "default")."""
+        import os
+
+        for var, sub in self.env:
+            value = environ.get(var)
+            if value:
+                base = os.path.expanduser(value)
+                return (os.path.join(base, sub) if sub else base), var
+        return os.path.expanduser(self.default), "default"
+
+
+# huggingface_hub/constants.py: HF_HUB_CACHE, else HUGGINGFACE_HUB_CACHE, else
+# $HF_HOME/hub, HF_HOME defaulting to $XDG_CACHE_HOME/huggingface (~/.cache).
+HF_CACHE = HubCache(
+    env=(
+        ("HF_HUB_CACHE", ""),
+        ("HUGGINGFACE_HUB_CACHE", ""),
+        ("HF_HOME", "hub"),
+        ("XDG_CACHE_HOME", "huggingface/hub"),
+    ),
+    default="~/.cache/huggingface/hub",
+)
+# modelscope/utils/file_utils.py get_modelscope_cache_dir: MODELSCOPE_CACHE, else
+# ~/.cache/modelscope/hub (models under models/ORG/NAME, dots stored as ___).
+MODELSCOPE_CACHE = HubCache(env=(("MODELSCOPE_CACHE", ""),), default="~/.cache/modelscope/hub")
+HUB_CACHES: Mapping[str, HubCache] = MappingProxyType(
+    {"huggingface": HF_CACHE, "modelscope": MODELSCOPE_CACHE}
+)
+
+
+@dataclass(frozen=True)
 class HubVars:
     """The variables the engine reads about hubs, exactly as its build() sets them."""
 
@@ -190,6 +230,21 @@ class HubVars:
     source_env: str | None = None  # set to hub.source in every case (XINFERENCE_MODEL_SRC)
     cache_env: str | None = None  # where it keeps downloaded models (HF_HOME, OLLAMA_MODELS)
     endpoint_env: str | None = None  # carries hub.endpoint (HF_ENDPOINT); None: no mirror
+    # Where the engine looks for a hub id, per hub (doctor reports a model present only
+    # there); an engine that moves the caches (Xinference) declares its own.
+    caches: Mapping[str, HubCache] = field(default_factory=lambda: HUB_CACHES)
+    # The folder in cache_env when it is unset, for an engine that always writes its own
+    # store there (Ollama's models, Xinference's home); doctor checks it can be written.
+    store_default: str | None = None
+    # Where the engine's system service keeps that store (a server llmctl does not start).
+    service_store: str | None = None
+
+    def cache_for(self, source: str) -> HubCache:
+        """The cache the engine reads a hub id from: the ModelScope one only when it can
+        download from ModelScope (and the profile says so), else the Hugging Face one."""
+        if source == "modelscope" and supported(self.modelscope) and source in self.caches:
+            return self.caches[source]
+        return self.caches.get("huggingface", HF_CACHE)
 
     def required(self, *, source: str, offline: bool, endpoint: str | None) -> dict[str, str]:
         """The variables (and values) the server's environment must carry."""
@@ -325,7 +380,10 @@ class CardLimits:
 
 
 __all__ = [
+    "HF_CACHE",
     "HF_OFFLINE",
+    "HUB_CACHES",
+    "MODELSCOPE_CACHE",
     "NO_REMEDIES",
     "NAMES",
     "NOT_SUPPORTED",
@@ -337,6 +395,7 @@ __all__ = [
     "ContextLimit",
     "FlagCommand",
     "FlagSource",
+    "HubCache",
     "HubVars",
     "ModelFormat",
     "Recipe",

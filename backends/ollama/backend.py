@@ -34,6 +34,7 @@ from llmdeploy_cli.backend import (
     RenderContext,
     Secret,
     Step,
+    profile_relative,
 )
 from llmdeploy_cli.capabilities import (
     HF_OFFLINE,
@@ -111,7 +112,15 @@ class OllamaBackend(Backend):
     container = ContainerSpec("ollama/ollama:{version}", "/root/.ollama", "OLLAMA_MODELS")
     install = NOT_SUPPORTED  # a Go binary from Ollama's download page (install_hint)
     # Ollama reads none of HF_OFFLINE; server_env sets them anyway (the offline contract).
-    hub = HubVars(offline=HF_OFFLINE, modelscope=NOT_SUPPORTED, cache_env="OLLAMA_MODELS")
+    # The model store: OLLAMA_MODELS, else ~/.ollama/models for `ollama serve` as the user;
+    # the Linux service (install.sh: user ollama, home /usr/share/ollama) keeps its own.
+    hub = HubVars(
+        offline=HF_OFFLINE,
+        modelscope=NOT_SUPPORTED,
+        cache_env="OLLAMA_MODELS",
+        store_default="~/.ollama/models",
+        service_store="/usr/share/ollama/.ollama/models",
+    )
     flag_source = NOT_SUPPORTED  # `ollama serve` takes no flags: it reads OLLAMA_* variables
 
     # -- static side ----------------------------------------------------------------------
@@ -267,7 +276,8 @@ class OllamaBackend(Backend):
         env: dict[str, str] = {"OLLAMA_HOST": self._hostport(profile, ctx, client=False)}
         models = opts.models_dir or profile.hub.cache_dir
         if models:
-            env["OLLAMA_MODELS"] = _expand_home(models, ctx.environ)
+            models = _expand_home(models, ctx.environ)
+            env["OLLAMA_MODELS"] = profile_relative(profile, models)  # ./x: the profile's folder
         if opts.context_length:
             env["OLLAMA_CONTEXT_LENGTH"] = str(opts.context_length)
         if opts.keep_alive is not None:

@@ -27,10 +27,13 @@ from llmdeploy_cli.backend import (
     flag,
 )
 from llmdeploy_cli.capabilities import (
+    HF_CACHE,
     HF_OFFLINE,
+    MODELSCOPE_CACHE,
     ContainerSpec,
     FlagCommand,
     FlagSource,
+    HubCache,
     HubVars,
     ModelFormat,
     Recipe,
@@ -128,6 +131,18 @@ class XinferenceBackend(Backend):
         source_env="XINFERENCE_MODEL_SRC",
         cache_env="XINFERENCE_HOME",
         endpoint_env="HF_ENDPOINT",
+        # xinference/constants.py get_xinference_home: a set XINFERENCE_HOME moves the
+        # caches to $XINFERENCE_HOME/huggingface (HUGGINGFACE_HUB_CACHE) and /modelscope
+        # (MODELSCOPE_CACHE); unset, the hubs' own defaults stay and the home is ~/.xinference.
+        caches={
+            "huggingface": HubCache(
+                (("XINFERENCE_HOME", "huggingface"), *HF_CACHE.env), HF_CACHE.default
+            ),
+            "modelscope": HubCache(
+                (("XINFERENCE_HOME", "modelscope"), *MODELSCOPE_CACHE.env), MODELSCOPE_CACHE.default
+            ),
+        },
+        store_default="~/.xinference",
     )
     # xinference/deploy/cmdline.py: `local` and `model_launch` (click commands).
     flag_source = FlagSource(

@@ -93,7 +93,7 @@ def _port(ctx: CheckContext) -> list[Problem]:
 
 def _model(ctx: CheckContext) -> list[Problem]:
     if ctx.doctor:  # the folder, or the hub id / pull name in a local cache, inspected
-        ctx.model_dir, found = checks_model.check_model(ctx.profile)
+        ctx.model_dir, found = checks_model.check_model(ctx.profile, ctx.plan, ctx.environ)
         return found
     # serve: a local folder must be complete; a hub id is the engine's to find
     if not ctx.managed:
@@ -105,17 +105,12 @@ def _model(ctx: CheckContext) -> list[Problem]:
 
 
 def _gpu(ctx: CheckContext) -> list[Problem]:
-    if ctx.doctor:
-        return checks_gpu.check_gpu(ctx.profile, ctx.model_dir, ctx.plan, ctx.gpu_query)
-    # serve: only where a GPU is there; without one the engine itself says what it needs
-    if not ctx.managed or ctx.profile.resources.device == "cpu":
+    # serve runs doctor's verdict (no GPU where the engine needs one is a fail there too:
+    # the engine would only die of it, with a traceback); a server someone else runs is not
+    # ours to check
+    if not ctx.doctor and not ctx.managed:
         return []
-    from llmdeploy_cli.models.gpus import query_gpus
-
-    gpus, why = (ctx.gpu_query or query_gpus)()
-    if not gpus:
-        return []
-    return checks_gpu.check_gpu(ctx.profile, ctx.model_dir, ctx.plan, lambda: (gpus, why))
+    return checks_gpu.check_gpu(ctx.profile, ctx.model_dir, ctx.plan, ctx.gpu_query)
 
 
 def _context(ctx: CheckContext) -> list[Problem]:
@@ -131,6 +126,11 @@ def _offline(ctx: CheckContext) -> list[Problem]:
         return []
     found = checks_model.check_offline(ctx.profile, ctx.plan, ctx.environ)
     return found + checks_model.offline_source_warning(ctx.profile)
+
+
+def _writes(ctx: CheckContext) -> list[Problem]:
+    found = checks_model.check_writes(ctx.profile, ctx.backend, ctx.plan, ctx.environ)
+    return found if ctx.doctor else [p for p in found if p.level != "pass"]
 
 
 def _keys(ctx: CheckContext) -> list[Problem]:
@@ -155,6 +155,7 @@ CATALOG: tuple[Check, ...] = (
     Check("model.context", _context, BOTH),
     Check("gpu", _gpu, BOTH, best_effort=True),
     Check("offline.env", _offline, BOTH),
+    Check("writes", _writes, BOTH),
     Check("keys", _keys, PREFLIGHT),
     Check("verify", _verify, DOCTOR),
 )

@@ -4,6 +4,7 @@ preflight, through models/catalog.py)."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,57 +21,37 @@ if TYPE_CHECKING:  # pragma: no cover
 # -- model files ---------------------------------------------------------------------------
 
 
-def check_model(profile: Profile) -> tuple[Path | None, list[Problem]]:
-    from llmdeploy_cli.models.cache import REGISTRY_STORE_DEFAULT, find_local
+def check_model(
+    profile: Profile, plan: Plan | None = None, environ: Mapping[str, str] | None = None
+) -> tuple[Path | None, list[Problem]]:
+    """The model's files, found where the engine will look for them: a local path as it is;
+    a hub id in the one cache the engine reads (its hub, hub.cache_dir as build() hands it,
+    the cache variables of the profile's env and of this environment); a pull name in the
+    store the engine's server uses. Without a plan, every cache on disk counts."""
+    from llmdeploy_cli.models.cache import find_local
     from llmdeploy_cli.models.completeness import model_dir_problems
-    from llmdeploy_cli.models.inspect import inspect_model
 
-    source = profile.model.source
     backend = facts.backend_of(profile)
     need_gguf = facts.needs_gguf(backend)
     local = profile.model_path()
+    found_at: list[Problem] = []
     if local is None:
-        found = find_local(source, profile)
-        if found is None:
-            if backend is not None and facts.downloads_itself(backend):
-                level = "fail" if profile.offline else "warn"
-                hub = facts.hub_vars(backend)
-                where = f"{hub.cache_env} or " if hub and hub.cache_env else ""
-                return None, [
-                    Problem(
-                        "model.files",
-                        level,
-                        f"'{source}' is not in {facts.display_name(backend)}'s model store "
-                        f"({where}{REGISTRY_STORE_DEFAULT})",
-                        fix="serve pulls it when online; offline, copy the store from a "
-                        f"machine that has it ({backend.name} pull there) or point "
-                        "model.source at a .gguf file",
-                    )
-                ]
-            level = "fail" if profile.offline else "warn"
-            return None, [
-                Problem(
-                    "model.files",
-                    level,
-                    f"'{source}' is not in any local cache (Hugging Face, ModelScope, "
-                    "Xinference, hub.cache_dir)"
-                    + ("; offline: true forbids downloading it" if profile.offline else ""),
-                    fix=(
-                        "on a machine with network: llmctl pull PROFILE, llmctl pack PROFILE "
-                        "-o model.tar; here: llmctl unpack model.tar --to DIR"
-                        if profile.offline
-                        else "the engine downloads it at first start; to fetch it now: "
-                        "llmctl pull PROFILE"
-                    ),
-                )
-            ]
-        local = found
+        if plan is not None and backend is not None:
+            local, found_at = _located(profile, backend, plan, environ or {})
+            if local is None or found_at[0].level != "pass":
+                return local, found_at
+        else:
+            local = find_local(profile.model.source, profile)
+            if local is None:
+                return None, [_not_cached(profile, backend, None)]
     problems = model_dir_problems(local, need_gguf=need_gguf)
     if profile.model.tokenizer:  # the tokenizer comes from elsewhere
         problems = [p for p in problems if p.check != "model.tokenizer"]
     if any(p.level == "fail" for p in problems):
         return local, problems
     extra = problems + _remote_code(profile, local)
+    from llmdeploy_cli.models.inspect import inspect_model
+
     try:
         info = inspect_model(local)
         params = f"{info.params:,} params" if info.params else "params unknown"
@@ -78,7 +59,129 @@ def check_model(profile: Profile) -> tuple[Path | None, list[Problem]]:
         data = {k: v for k, v in info.as_dict().items() if k not in ("files",) and v is not None}
     except OSError:
         what, data = "complete", {}
-    return local, [Problem("model.files", "pass", f"{local}: complete ({what})", data=data), *extra]
+    return local, [
+        Problem("model.files", "pass", f"{local}: complete ({what})", data=data),
+        *found_at,
+        *extra,
+    ]
+
+
+def _located(profile: Profile, backend, plan: Plan, environ) -> tuple[Path | None, list[Problem]]:
+    """model.source (not a local path) looked up where the engine looks (models/cache.py)."""
+    from llmdeploy_cli.models.cache import engine_environ, locate_for_engine
+
+    env = engine_environ(profile, backend, plan, environ)
+    loc = locate_for_engine(profile, backend, env, dict(plan.server.command.env), environ)
+    if loc.path is not None:
+        return loc.path, [
+            Problem(
+                "model.cache",
+                "pass",
+                f"'{profile.model.source}' is where {facts.display_name(backend)} looks: "
+                f"{loc.where}",
+                data={"path": str(loc.path)},
+            )
+        ]
+    return loc.elsewhere, [_not_cached(profile, backend, loc)]
+
+
+def _not_cached(profile: Profile, backend, loc) -> Problem:
+    """model.source is not where the engine looks: what it will do (download, or fail
+    offline), where a copy it will not see lies, and the way to hand it that copy."""
+    source = profile.model.source
+    level = "fail" if profile.offline else "warn"
+    name = facts.display_name(backend) if backend is not None else profile.backend
+    where = f" ({loc.where})" if loc is not None and loc.where else ""
+    registry = backend is not None and facts.downloads_itself(backend)
+    if loc is not None and loc.elsewhere is not None:
+        hub = facts.hub_vars(backend)
+        if registry:
+            fix = (
+                f"point the server at that store (hub.cache_dir: {loc.elsewhere.parent.parent}, "
+                f"which sets {hub.cache_env if hub else 'its store variable'}), or pull it again"
+            )
+        else:
+            fix = (
+                f"set model.source: {loc.elsewhere} (serve then hands {name} that folder), "
+                "or download it where the engine looks: llmctl pull PROFILE"
+            )
+        return Problem(
+            "model.files",
+            level,
+            f"'{source}' is in {loc.elsewhere_what} ({loc.elsewhere}), but {name} does not "
+            f"look there: it reads{where or ' another cache'}"
+            + ("; offline: true forbids downloading it" if profile.offline else ""),
+            fix=fix,
+            data={"elsewhere": str(loc.elsewhere), "looked": loc.looked if loc else []},
+        )
+    if registry:
+        return Problem(
+            "model.files",
+            level,
+            f"'{source}' is not in {name}'s model store{where}",
+            fix="serve pulls it when online; offline, copy the store from a machine that "
+            f"has it ({backend.name} pull there) or point model.source at a .gguf file",
+        )
+    return Problem(
+        "model.files",
+        level,
+        f"'{source}' is not where {name} looks for it{where or ' (any local cache)'}"
+        + ("; offline: true forbids downloading it" if profile.offline else ""),
+        fix=(
+            "on a machine with network: llmctl pull PROFILE, llmctl pack PROFILE "
+            "-o model.tar; here: llmctl unpack model.tar --to DIR"
+            if profile.offline
+            else "the engine downloads it at first start; to fetch it now: llmctl pull PROFILE"
+        ),
+        data={"looked": loc.looked} if loc is not None else None,
+    )
+
+
+def check_writes(profile: Profile, backend, plan: Plan, environ) -> list[Problem]:
+    """The folders the engine must write can be written: its own store (declared
+    HubVars.store_default, moved by cache_env: OLLAMA_MODELS, XINFERENCE_HOME) always, and
+    the hub cache it downloads into when the model is a hub id and the profile is online."""
+    from llmdeploy_cli.models.cache import engine_environ, looks_like_hub_id, writable
+
+    if not profile.server.managed:
+        return []
+    hub = facts.hub_vars(backend)
+    if hub is None:
+        return []
+    env = engine_environ(profile, backend, plan, environ)
+    folders: list[tuple[Path, str]] = []
+    if hub.store_default:
+        value = env.get(hub.cache_env) if hub.cache_env else None
+        folders.append(
+            (Path(os.path.expanduser(value or hub.store_default)), hub.cache_env or "its store")
+        )
+    source = profile.model.source
+    if (
+        profile.model_path() is None
+        and not profile.offline
+        and not facts.downloads_itself(backend)
+        and looks_like_hub_id(source)
+    ):
+        folder, var = hub.cache_for(profile.hub.source).folder(env)
+        folders.append((Path(folder), f"the download cache ({var})"))
+    out: list[Problem] = []
+    for folder, what in folders:
+        why = writable(folder)
+        if why is None:
+            out.append(Problem("writes", "pass", f"{folder} ({what}) can be written"))
+        else:
+            out.append(
+                Problem(
+                    "writes",
+                    "fail",
+                    f"{facts.display_name(backend)} must write {what}: {why}",
+                    fix="fix the folder's owner or permissions, or point "
+                    + (f"{what.split(' ')[0]}" if what.isupper() else "hub.cache_dir")
+                    + " at a folder this user can write (in the profile's env)",
+                    data={"folder": str(folder)},
+                )
+            )
+    return out
 
 
 def _remote_code(profile: Profile, local: Path) -> list[Problem]:
