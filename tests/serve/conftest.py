@@ -94,6 +94,34 @@ def kill_quietly(pid: int | None) -> None:
             pass
 
 
+def fake_nvidia_smi(folder: Path, rows: str | None, fails: str | None = None) -> Path:
+    """An nvidia-smi in `folder` answering --query-gpu like the real one (CSV, no units)
+    with `rows`, or failing the way a driver that does not talk fails (`fails`, exit 9)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    smi = folder / "nvidia-smi"
+    if fails is not None:
+        body = f"cat <<'EOF'\n{fails}\nEOF\nexit 9\n"
+    else:
+        body = (
+            f'case "$1" in --query-gpu=*) printf "%s\\n" \'{rows}\';; '
+            "*) echo 'CUDA Version: 12.8';; esac\n"
+        )
+    smi.write_text("#!/bin/sh\n" + body)
+    smi.chmod(0o755)
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def _a_gpu_for_the_stand_ins(tmp_path_factory, monkeypatch):
+    """The stand-in engines play GPU engines (vLLM): serve's preflight checks for an NVIDIA
+    card as doctor does, so these tests run on a machine that has one, through a fake
+    nvidia-smi (one 80 GiB card, compute capability 9.0). CPU profiles skip the check."""
+    d = fake_nvidia_smi(
+        tmp_path_factory.mktemp("gpu-bin"), "0, NVIDIA H100 80GB HBM3, 81559, 81000, 570.86, 9.0"
+    )
+    monkeypatch.setenv("PATH", f"{d}{os.pathsep}{os.environ['PATH']}")
+
+
 @pytest.fixture
 def fake_engine(tmp_path):
     """fake_engine("crash") -> path of an executable stand-in engine (tests/serve/engines)."""

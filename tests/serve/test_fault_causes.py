@@ -84,9 +84,9 @@ def test_restart_log_counts_consecutive_failures_and_all_restarts(
             before = read_state("flappy")
             os.kill(before["engine_pid"], signal.SIGKILL)
             wait_until(
-                lambda n=n: (st := read_state("flappy"))
-                and st["restarts"] == n
-                and st["phase"] == "ready",
+                lambda n=n: (
+                    (st := read_state("flappy")) and st["restarts"] == n and st["phase"] == "ready"
+                ),
                 timeout=60,
                 what=f"restart {n}",
             )
@@ -153,3 +153,33 @@ def test_stop_of_a_name_never_served_is_an_error(tmp_path, fake_engine, tiny_mod
         assert "not running" in llmctl("stop", name).stderr
     finally:
         llmctl("stop", "--all")
+
+
+def test_serve_fails_the_gpu_check_doctor_fails(tmp_path, fake_engine, tiny_model):
+    """Issue 19 item 9: with an nvidia-smi that cannot talk to the driver, doctor failed the
+    GPU check while serve skipped it and started the engine, which died with a traceback.
+    Now serve refuses before the start, with doctor's own words (exit 3)."""
+    from tests.serve.conftest import fake_nvidia_smi, llmctl_env
+
+    said = (
+        "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. "
+        "Make sure that the latest NVIDIA driver is installed and running."
+    )
+    broken = fake_nvidia_smi(tmp_path / "broken-bin", None, fails=said)
+    env = llmctl_env(PATH=f"{broken}{os.pathsep}{os.environ['PATH']}")
+    p = _slow_chat_profile(tmp_path, fake_engine, tiny_model, "nodriver")
+    doctor = llmctl("doctor", p, "--json", env=env)
+    gpu = [c for c in json_out(doctor)["checks"] if c["check"] == "gpu"][0]
+    assert gpu["level"] == "fail" and said in gpu["message"]
+    for detach in (False, True):
+        r = llmctl("serve", p, "--json", "--no-smoke", *(["--detach"] if detach else []), env=env)
+        assert r.returncode == 3, r.stderr
+        err = json_out(r)["error"]
+        assert err["kind"] == "preflight" and said in err["message"]
+        assert any(d["check"] == "gpu" and d["message"] == gpu["message"] for d in err["details"])
+        assert "slow chat engine" not in r.stderr and "Traceback" not in r.stderr
+        assert read_state("nodriver") is None
+    # The same profile on a machine whose nvidia-smi works is served.
+    r = llmctl("serve", p, "--detach", "--no-smoke")
+    assert r.returncode == 0, r.stderr
+    assert llmctl("stop", "nodriver").returncode == 0
