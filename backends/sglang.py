@@ -48,6 +48,7 @@ from llmdeploy_cli.backend import (
 )
 from llmdeploy_cli.capabilities import (
     HF_OFFLINE,
+    CardLimits,
     ContainerSpec,
     ContextLimit,
     FlagSource,
@@ -181,6 +182,13 @@ SGLANG_REMEDIES = Remedies(
 
 # python/sglang/srt/configs/model_config.py _derive_context_length: a --context-length above
 # the derived one raises unless SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN is set.
+# python/sglang/srt/layers/quantization/fp8.py Fp8Config.get_min_capability: 80 (the other
+# methods' minimums are not declared here: not checked).
+SGLANG_CARDS = CardLimits(
+    quantization={"fp8": (8, 0)},
+    source="python/sglang/srt/layers/quantization/fp8.py get_min_capability",
+)
+
 SGLANG_CONTEXT = ContextLimit(
     refuses=True,
     override_env="SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN",
@@ -211,6 +219,7 @@ class SglangBackend(Backend):
     memory = SGLANG_MEMORY
     remedies = SGLANG_REMEDIES
     context_limit = SGLANG_CONTEXT
+    card_limits = SGLANG_CARDS
     # Every common key but one: SGLang has no equivalent (see chunked_prefill_size).
     supports = COMMON_KEYS - {"resources.max_num_batched_tokens"}
     install_hint = (

@@ -289,3 +289,12 @@ def test_compute_capability_is_read_through_nvml(monkeypatch):
     gpus, why = query_gpus()
     assert why is None and [g.compute_cap for g in gpus] == [(9, 0), None]
     assert gpus[0].capability == "9.0" and gpus[0].cuda == "12.8" and gpus[0].driver == "570.124"
+
+
+def test_sglang_fp8_needs_ampere(write_profile, tiny_model):
+    t4 = GpuInfo(0, "Tesla T4", 16 * GiB, 15 * GiB, "550.54", "12.4", (7, 5))
+    p = write_profile(
+        f"name: t\nbackend: sglang\nmodel: {{source: {tiny_model}, quantization: fp8}}\n"
+    )
+    c = _by(run_doctor(p, environ={}, gpu_query=lambda: ([t4], None)))["gpu.capability"]
+    assert c.level == "fail" and "sglang needs 8.0 for quantization fp8" in c.message
