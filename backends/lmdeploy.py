@@ -45,6 +45,7 @@ from llmdeploy_cli.backend import Backend, Plan, RenderContext, flag
 from llmdeploy_cli.capabilities import (
     HF_OFFLINE,
     ContainerSpec,
+    ContextLimit,
     FlagSource,
     HubVars,
     ModelFormat,
@@ -226,6 +227,12 @@ LMDEPLOY_MEMORY = LmdeployMemory(
 # What plan and doctor may suggest: LMDeploy refuses resources.gpu_memory_utilization (its
 # fraction is of FREE memory: options.cache_max_entry_count); --quant-policy takes int8;
 # --model-format awq reads an AWQ checkpoint (LMDeploy does not quantize while loading).
+# lmdeploy/utils.py _get_and_verify_max_len (vLLM's, modified): a session_len above the
+# model's derived length is logged as a warning, and served.
+LMDEPLOY_CONTEXT = ContextLimit(
+    refuses=False, source="lmdeploy/utils.py _get_and_verify_max_len (a warning only)"
+)
+
 LMDEPLOY_REMEDIES = Remedies(
     more_gpus=Remedy("resources.tensor_parallel"),
     shorter_context=Remedy("resources.max_model_len"),
@@ -261,6 +268,7 @@ class LmdeployBackend(Backend):
     Options = LmdeployOptions
     memory = LMDEPLOY_MEMORY
     remedies = LMDEPLOY_REMEDIES
+    context_limit = LMDEPLOY_CONTEXT
     # options.device other than cuda: Ascend, MetaX (maca), Cambricon (camb): no NVIDIA GPU
     non_nvidia_devices = ("options.device", frozenset(DEVICES) - {"cuda"})
     supports = frozenset(

@@ -157,6 +157,8 @@ def test_max_model_len_above_the_limit_fails_before_spawn(write_profile, tiny_mo
     allowed = doctor("vllm", 1024, "env: {VLLM_ALLOW_LONG_MAX_MODEL_LEN: '1'}\n")[1]
     assert allowed["model.context"].level == "warn"
     assert doctor("sglang", 1024)[1]["model.context"].level == "fail"
+    lmd = doctor("lmdeploy", 1024)[1]["model.context"]  # LMDeploy warns and serves it
+    assert lmd.level == "warn" and "refuses" not in lmd.message
     # serve's preflight stops on it too (exit 3), before anything is spawned
     from llmdeploy_cli.errors import PreflightError
     from llmdeploy_cli.resolve import resolve
