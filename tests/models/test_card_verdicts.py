@@ -300,3 +300,39 @@ def test_sglang_fp8_needs_ampere(write_profile, tiny_model):
     )
     c = _by(run_doctor(p, environ={}, gpu_query=lambda: ([t4], None)))["gpu.capability"]
     assert c.level == "fail" and "sglang needs 8.0 for quantization fp8" in c.message
+
+
+def test_serve_preflight_takes_a_4bit_7b_on_a_16gb_card(tmp_path, monkeypatch, write_profile):
+    """Through serve's own preflight (preflight.check, the GPU from a fake nvidia-smi): the
+    16-bit 7B is refused on a T4 with 14.5 GiB free, the same folder with bnb-4bit is not."""
+    import struct
+
+    from llmdeploy_cli import preflight
+    from llmdeploy_cli.errors import PreflightError
+    from llmdeploy_cli.resolve import resolve
+
+    d = tmp_path / "llama-2-7b"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps(LLAMA2_7B))
+    (d / "tokenizer.json").write_text("{}")
+    n = SEVEN_B_FILES // 2
+    header = json.dumps(
+        {"model.weight": {"dtype": "F16", "shape": [n], "data_offsets": [0, 2 * n]}}
+    ).encode()
+    with open(d / "model.safetensors", "wb") as f:  # sparse: the header, then a hole
+        f.write(struct.pack("<Q", len(header)) + header)
+        f.truncate(8 + len(header) + 2 * n)
+    _fake_smi(tmp_path, monkeypatch, "0, Tesla T4, 16384, 14848, 550.54, 7.5")
+    verdict = {}
+    for q in ("", "  quantization: bnb-4bit\n"):
+        p = write_profile(
+            f"name: t{len(q)}\nbackend: transformers\nmodel:\n  source: {d}\n{q}",
+            f"q{len(q)}.yml",
+        )
+        try:
+            preflight.check(resolve(p, {}), environ={}, check_running=False)
+            verdict[bool(q)] = []
+        except PreflightError as e:
+            verdict[bool(q)] = [x.check for x in e.details]
+    assert "gpu.memory" in verdict[False]
+    assert "gpu.memory" not in verdict[True]
