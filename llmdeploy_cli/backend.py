@@ -364,6 +364,12 @@ class Backend:
         """Environment only serve sets (per-run paths under the state dir)."""
         return {}
 
+    def sampling_params(self, profile: Profile) -> dict[str, Any]:
+        """Sampling defaults the profile makes the server apply to every request (Ollama's
+        Modelfile PARAMETERs): doctor shows them beside the model's generation_config.json.
+        Empty: the engine's own defaults."""
+        return {}
+
 
 # Keys that each backend must either translate or refuse.
 COMMON_KEYS = frozenset(

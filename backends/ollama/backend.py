@@ -250,6 +250,14 @@ class OllamaBackend(Backend):
             )
         return issues
 
+    def sampling_params(self, profile: Profile) -> dict:
+        """The sampling PARAMETERs of the Modelfile llmctl writes (options.parameters)."""
+        try:
+            params = self.options(profile).parameters
+        except LlmctlError:
+            return {}
+        return {k: v for k, v in params.items() if k in SAMPLING_PARAMETERS}
+
     def _hostport(self, profile: Profile, ctx: RenderContext, *, client: bool) -> str:
         from llmdeploy_cli.backend import _client_host
 
@@ -440,3 +448,16 @@ def _not_gguf(path) -> str | None:
         ):
             return "a Hugging Face model folder (config.json / *.safetensors, no .gguf)"
     return None
+
+# Modelfile PARAMETERs that shape sampling (api/types.go Options).
+SAMPLING_PARAMETERS = (
+    "temperature",
+    "top_k",
+    "top_p",
+    "min_p",
+    "typical_p",
+    "repeat_penalty",
+    "presence_penalty",
+    "frequency_penalty",
+    "seed",
+)

@@ -128,6 +128,12 @@ def _offline(ctx: CheckContext) -> list[Problem]:
     return found + checks_model.offline_source_warning(ctx.profile)
 
 
+def _sampling(ctx: CheckContext) -> list[Problem]:
+    from llmdeploy_cli.models.checks_sampling import check_sampling
+
+    return check_sampling(ctx.profile, ctx.backend, ctx.model_dir)
+
+
 def _writes(ctx: CheckContext) -> list[Problem]:
     found = checks_model.check_writes(ctx.profile, ctx.backend, ctx.plan, ctx.environ)
     return found if ctx.doctor else [p for p in found if p.level != "pass"]
@@ -156,6 +162,7 @@ CATALOG: tuple[Check, ...] = (
     Check("gpu", _gpu, BOTH, best_effort=True),
     Check("offline.env", _offline, BOTH),
     Check("writes", _writes, BOTH),
+    Check("sampling", _sampling, DOCTOR),
     Check("keys", _keys, PREFLIGHT),
     Check("verify", _verify, DOCTOR),
 )
