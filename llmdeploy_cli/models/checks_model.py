@@ -91,7 +91,7 @@ def _not_cached(profile: Profile, backend, loc) -> Problem:
     source = profile.model.source
     level = "fail" if profile.offline else "warn"
     name = facts.display_name(backend) if backend is not None else profile.backend
-    where = f" ({loc.where})" if loc is not None and loc.where else ""
+    where = f": {loc.where}" if loc is not None and loc.where else ""
     registry = backend is not None and facts.downloads_itself(backend)
     if loc is not None and loc.elsewhere is not None:
         hub = facts.hub_vars(backend)
@@ -109,7 +109,7 @@ def _not_cached(profile: Profile, backend, loc) -> Problem:
             "model.files",
             level,
             f"'{source}' is in {loc.elsewhere_what} ({loc.elsewhere}), but {name} does not "
-            f"look there: it reads{where or ' another cache'}"
+            f"look there; it reads {loc.where or 'another cache'}"
             + ("; offline: true forbids downloading it" if profile.offline else ""),
             fix=fix,
             data={"elsewhere": str(loc.elsewhere), "looked": loc.looked if loc else []},
@@ -125,7 +125,7 @@ def _not_cached(profile: Profile, backend, loc) -> Problem:
     return Problem(
         "model.files",
         level,
-        f"'{source}' is not where {name} looks for it{where or ' (any local cache)'}"
+        f"'{source}' is not where {name} looks for it{where or ' (no local cache has it)'}"
         + ("; offline: true forbids downloading it" if profile.offline else ""),
         fix=(
             "on a machine with network: llmctl pull PROFILE, llmctl pack PROFILE "
