@@ -254,7 +254,8 @@ def test_foreground_engine_crash_after_ready_fails_with_policy_no(tiny_model, pr
         os.kill(st["engine_pid"], signal.SIGKILL)
         assert proc.wait(30) == 1
         err = proc.stderr.read()
-        assert "the engine exited with status -9 after it was ready" in err
+        assert "the engine was killed by SIGKILL (status -9) after it was ready" in err
+        assert "hint: the engine was killed by SIGKILL" in err and "dmesg" in err
         assert "log:" in err and read_state("fg-crash") is None
         assert group_left(st["pgid"]) == []
     finally:
