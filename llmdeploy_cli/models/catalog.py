@@ -125,7 +125,7 @@ def _offline(ctx: CheckContext) -> list[Problem]:
     if not ctx.profile.offline:
         return []
     found = checks_model.check_offline(ctx.profile, ctx.plan, ctx.environ)
-    return found + checks_model.offline_source_warning(ctx.profile)
+    return found + checks_model.offline_source_warning(ctx.profile, ctx.plan, ctx.environ)
 
 
 def _sampling(ctx: CheckContext) -> list[Problem]:

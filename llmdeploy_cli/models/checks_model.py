@@ -283,16 +283,32 @@ def check_offline(profile: Profile, plan: Plan, environ: Mapping[str, str]) -> l
     return out
 
 
-def offline_source_warning(profile: Profile) -> list[Problem]:
-    """serve's reminder: offline, a model.source that is not a local folder must be cached."""
+def offline_source_warning(
+    profile: Profile, plan: Plan | None = None, environ: Mapping[str, str] | None = None
+) -> list[Problem]:
+    """serve's reminder: offline, a model.source that is not a local folder must be where
+    the engine looks (with the plan: looked up there, and silent when it is)."""
     if not profile.offline or profile.model_path() is not None:
         return []
+    backend = facts.backend_of(profile)
+    where = ""
+    if plan is not None and backend is not None:
+        from llmdeploy_cli.models.cache import engine_environ, locate_for_engine
+
+        env = engine_environ(profile, backend, plan, environ or {})
+        loc = locate_for_engine(profile, backend, env, dict(plan.server.command.env), environ)
+        if loc.path is not None:
+            return []
+        if loc.elsewhere is not None:
+            where = f" (a copy is in {loc.elsewhere_what}: {loc.elsewhere}, not read there)"
+        if loc.where:
+            where = f"; it looks in {loc.where}" + where
     return [
         Problem(
             "offline",
             "warn",
             f"offline: true and model.source '{profile.model.source}' is not a local "
-            "folder: the engine must find it in its cache",
+            f"folder: the engine must find it in its cache{where}",
             "download it first (llmctl pull PROFILE) or point model.source at a folder",
         )
     ]

@@ -229,3 +229,20 @@ def test_a_writable_download_cache_passes(write_profile, home):
     ]
     assert [w.level for w in writes] == ["pass"]
     assert str(home / ".cache" / "huggingface" / "hub") in writes[0].message
+
+
+def test_preflight_offline_reminder_follows_the_engines_lookup(write_profile, tiny_model, home):
+    """serve's offline reminder is silent where the engine finds the model, and names the
+    folder it reads (and the copy it will not see) where it does not."""
+    from llmdeploy_cli import preflight
+
+    p = write_profile(f"name: f\nbackend: transformers\nmodel: {{source: {REPO}}}\noffline: true\n")
+    env = {"HOME": str(home)}
+    _ms_copy(home / ".cache" / "modelscope" / "hub", tiny_model)
+    found = preflight.problems(resolve(p, env), environ=env, check_running=False, gpu_query=no_gpu)
+    (warn,) = [x for x in found if x.check == "offline"]
+    assert str(home / ".cache" / "huggingface" / "hub") in warn.message
+    assert "ModelScope cache" in warn.message
+    _hf_copy(home / ".cache" / "huggingface" / "hub", tiny_model)
+    found = preflight.problems(resolve(p, env), environ=env, check_running=False, gpu_query=no_gpu)
+    assert not [x for x in found if x.check == "offline"]
