@@ -94,18 +94,15 @@ def _file_in_the_way(path: Path) -> Path | None:
 
 
 def under_state(path: str | os.PathLike | None) -> bool:
-    """Whether `path` is the state folder or inside it (or the engines folder)."""
+    """Whether `path` is the state folder or inside it."""
     if not path:
         return False
     try:
         p = Path(os.path.abspath(os.fsdecode(path)))
     except (TypeError, ValueError):
         return False
-    for root in (state_dir(), engines_dir()):
-        r = Path(os.path.abspath(root))
-        if p == r or r in p.parents:
-            return True
-    return False
+    root = Path(os.path.abspath(state_dir()))
+    return p == root or root in p.parents
 
 
 def state_fault(e: OSError, path: str | os.PathLike | None = None) -> StateDirError:
@@ -148,7 +145,7 @@ def check_writable(sub: str = "runs") -> Path:
     """Write (and remove) a small file in STATE_DIR/sub: a full disk, a read-only file
     system or a file in the way is a StateDirError now, before anything is started."""
     d = private_dir(sub)
-    probe = d / f".probe-{os.getpid()}"
+    probe = d / f".probe-{os.getpid()}-{os.urandom(4).hex()}"  # threads serve at once
     try:
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
