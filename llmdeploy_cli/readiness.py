@@ -28,6 +28,13 @@ from urllib.parse import urlsplit
 
 from llmdeploy_cli.errors import LlmctlError, NotReadyError
 
+# The probes' parsing and failure vocabulary (used by Backend.probe / model_listed and
+# below), imported with this module: a first import inside the health rung would land in
+# the readiness detection delay (about 10 ms here).
+from llmdeploy_cli.openai_http import failures as _failures  # noqa: F401
+from llmdeploy_cli.openai_http import wire as _wire  # noqa: F401
+from llmdeploy_cli.openai_http.clients import sync_client
+
 if TYPE_CHECKING:  # pragma: no cover
     import httpx
 
@@ -178,8 +185,6 @@ def wait_ready(
 
     own_client = client is None
     if client is None:
-        from llmdeploy_cli.openai_http.clients import sync_client
-
         client = sync_client(
             endpoint.base_url,
             api_key=endpoint.api_key(),
