@@ -1,8 +1,8 @@
 """`llmctl serve`, `status`, `logs`, `stop`, `wait`: running a profile and watching it.
 
 Data (the ready line, status, JSON) goes to stdout; progress, the engine's live output and
-failures go to stderr. Exit codes as docs/design.md §9; a server stopped by Ctrl-C or SIGTERM
-exits 130 / 143 once its whole process group is gone.
+failures go to stderr. Exit codes as docs/design.md §9; a server stopped by Ctrl-C, SIGTERM or
+SIGHUP exits 130 / 143 / 129 once its whole process group is gone.
 
 This module parses and renders: serving is `supervise.serve.serve` (one library call for
 foreground, --detach and managed: false, following docs/serve.md's failure table), whose
@@ -135,7 +135,7 @@ def serve(
     ] = False,
 ) -> int:
     """Start the engine of a profile, wait until it really answers, smoke it, and keep it
-    running (foreground: until Ctrl-C / SIGTERM; --detach: under a supervisor)."""
+    running (foreground: until Ctrl-C / SIGTERM / SIGHUP; --detach: under a supervisor)."""
     from llmdeploy_cli.resolve import resolve
     from llmdeploy_cli.supervise.serve import DETACH, FOREGROUND
     from llmdeploy_cli.supervise.serve import serve as serve_run

@@ -88,7 +88,7 @@ class Served:
 
     @property
     def exit_code(self) -> int:
-        """0, or 128 + the signal that stopped it (130 for SIGINT, 143 for SIGTERM)."""
+        """0, or 128 + the signal that stopped it (130 SIGINT, 143 SIGTERM, 129 SIGHUP)."""
         return 128 + int(self.signum) if self.stopped and self.signum else 0
 
 
