@@ -53,11 +53,12 @@ from llmdeploy_cli.capabilities import (
     ContainerSpec,
     HubVars,
     ModelFormat,
+    Recipe,
     Remedies,
     Remedy,
     Task,
 )
-from llmdeploy_cli.engine_env import env_prefix, executable_for_argv
+from llmdeploy_cli.engine_env import env_prefix, executable_for_argv, for_container
 from llmdeploy_cli.errors import ProfileIssue
 from llmdeploy_cli.memory_rules import BaseMemory, MiB, NoPool, Sizing
 from llmdeploy_cli.profile import Profile
@@ -187,7 +188,22 @@ class LlamacppBackend(Backend):
     tasks = frozenset({Task.CHAT, Task.COMPLETIONS, Task.EMBEDDINGS, Task.RERANK})
     runs_on_cpu = True
     container = ContainerSpec(None, "/root/.cache/huggingface", "HF_HOME")  # no image
-    install = NOT_SUPPORTED  # a C++ binary, or a wheel (xllamacpp): install_hint says how
+    # `llmctl engine install llamacpp`: the xllamacpp wheel (llama.cpp's server in-process,
+    # run by llamacpp_runner.py with options.runtime: xllamacpp). Prebuilt: the CPU wheel from
+    # the default index, the CUDA 12.8 one from xllamacpp's own index (its README:
+    # `pip install xllamacpp --index-url https://xorbitsai.github.io/xllamacpp/whl/cu128`;
+    # cu132 needs a CUDA 13.2 driver). No dependencies; the install checks bin/python3.
+    install = Recipe(
+        default_version="2026.10.11549",
+        devices=("cpu", "cuda"),
+        packages=("xllamacpp=={version}",),
+        index_url={"cuda": "https://xorbitsai.github.io/xllamacpp/whl/cu128"},
+        distribution="xllamacpp",
+        executable="python3",
+        notes=(
+            "the CPU wheel is built without AVX-512/AMX (portable): build from source for those",
+        ),
+    )
     # LLAMA_ARG_OFFLINE is set too, for the llama-server runtime only.
     hub = HubVars(
         offline=HF_OFFLINE,
@@ -206,7 +222,7 @@ class LlamacppBackend(Backend):
     def executable(self) -> str:  # type: ignore[override]
         if self._runtime == "server":
             return "llama-server"
-        return "python3" if self._env_named else sys.executable
+        return "python3" if self._env_named or for_container() else sys.executable
 
     @property
     def distribution(self) -> str | None:  # type: ignore[override]
@@ -218,8 +234,19 @@ class LlamacppBackend(Backend):
         opts = super().options(profile)
         self._runtime = opts.runtime
         rt = profile.runtime
-        self._env_named = bool(rt.venv or rt.conda_env)
+        # an env runs the runner: the profile's, or (no runtime section) the xllamacpp env
+        # `llmctl engine install llamacpp` made
+        self._env_named = bool(rt.venv or rt.conda_env) or (
+            opts.runtime == "xllamacpp" and self._installed(profile) is not None
+        )
         return opts
+
+    def _installed(self, profile: Profile):
+        from llmdeploy_cli.engines.store import for_profile
+
+        if profile.runtime.venv or profile.runtime.conda_env or profile.runtime.executable:
+            return None
+        return for_profile(self.name, "python3", profile.resources.device)
 
     # -- static side ----------------------------------------------------------------------
     def check(self, profile: Profile, version: str) -> list[ProfileIssue]:
@@ -388,7 +415,7 @@ class LlamacppBackend(Backend):
 
     def _python(self, profile: Profile) -> str:
         """The Python that runs the runner: the profile's env, else llmctl's own."""
-        if profile.runtime.executable or env_prefix(profile) is not None:
+        if profile.runtime.executable or env_prefix(profile, self) is not None or for_container():
             return executable_for_argv(self, profile)
         return sys.executable
 

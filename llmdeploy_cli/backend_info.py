@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from llmdeploy_cli import registry
-from llmdeploy_cli.engine_env import detect_version, find_executable
+from llmdeploy_cli.engine_env import describe_env, detect_version, find_executable
 from llmdeploy_cli.errors import LlmctlError
 from llmdeploy_cli.profile import ModelSpec, Profile
 
@@ -24,6 +24,8 @@ def describe_all(profile: Profile | None = None) -> list[dict]:
             else Profile(name="probe", backend=name, model=ModelSpec(source="none"))
         )
         version = detect_version(be, prof)
+        from llmdeploy_cli.engines.store import installed
+
         rows.append(
             {
                 "name": name,
@@ -35,6 +37,10 @@ def describe_all(profile: Profile | None = None) -> list[dict]:
                 "engine_version": version.version,
                 "version_source": version.source,
                 "installed": not version.source.startswith(("newest", "profile")),
+                "environment": describe_env(be, prof),
+                # every env `llmctl engine install` made for it (a profile with no runtime
+                # section uses the newest for its device: docs/engines.md)
+                "engine_installs": [e.as_dict()["ref"] for e in installed(name)],
                 "default_port": be.default_port,
                 "options": sorted(f.alias or n for n, f in be.Options.model_fields.items()),
                 "supports": sorted(be.supports),

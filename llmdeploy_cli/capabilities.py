@@ -137,6 +137,23 @@ class ContainerSpec:
 
 
 @dataclass(frozen=True)
+class Archive:
+    """A prebuilt release archive that `llmctl engine install` downloads, checks against the
+    release's published sha256 list and unpacks into the engine's folder (no Python env).
+
+    URLs are `{base}/{path}`: `path` and `sha256_path` take `{version}` and `{arch}` (the
+    release's name for this machine: `arches` maps `uname -m` to it); `base` is the
+    release host, replaced by the variable `base_env` when set (a mirror, or a file:// URL).
+    """
+
+    base: str
+    base_env: str
+    path: str  # "v{version}/ollama-linux-{arch}.tar.zst"
+    sha256_path: str  # "v{version}/sha256sum.txt": lines "HASH  [./]FILE"
+    arches: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Recipe:
     """How `llmctl engine install NAME` builds the engine's own virtual environment.
 
@@ -155,8 +172,14 @@ class Recipe:
     notes: tuple[str, ...] = ()
     # Where the committed constraints files NAME-VERSION[-DEVICE].txt live: "package:folder".
     constraints: str = "llmdeploy_cli:data/constraints"
+    # The package index the engine's packages come from, per device (a project's own index
+    # of CUDA builds); unset: the index pip/uv are configured with.
+    index_url: Mapping[str, str] = field(default_factory=dict)
+    # A release archive instead of packages (packages, torch and constraints then unused).
+    archive: Archive | None = None
     name: str = ""
     distribution: str = ""
+    # The command the install must leave in bin/ (default: the backend's executable).
     executable: str = ""
 
     def requirements(self, version: str) -> list[str]:
@@ -384,6 +407,7 @@ __all__ = [
     "HF_OFFLINE",
     "HUB_CACHES",
     "MODELSCOPE_CACHE",
+    "Archive",
     "NO_REMEDIES",
     "NAMES",
     "NOT_SUPPORTED",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from llmdeploy_cli import registry
 from llmdeploy_cli.backend import Backend, Plan, RenderContext
-from llmdeploy_cli.engine_env import EngineVersion, detect_version
+from llmdeploy_cli.engine_env import EngineVersion, describe_env, detect_version, installed_env
 from llmdeploy_cli.errors import ProfileError, ProfileIssue
 from llmdeploy_cli.netutil import free_port
 from llmdeploy_cli.paths import state_dir  # noqa: F401  (re-exported: callers import it here)
@@ -79,6 +79,11 @@ def resolve_profile(
     plan = backend.build(profile, ctx)
     if version.warning:
         plan.warnings.insert(0, version.warning)
+    if profile.server.managed and installed_env(profile, backend) is not None:
+        # the profile names no runtime: say which install it runs (docs/engines.md)
+        plan.warnings.insert(
+            0, f"{backend.name}: environment: {describe_env(backend, profile)} (no runtime set)"
+        )
     return Resolved(profile, backend, plan)
 
 

@@ -39,9 +39,11 @@ from llmdeploy_cli.backend import (
 from llmdeploy_cli.capabilities import (
     HF_OFFLINE,
     NOT_SUPPORTED,
+    Archive,
     ContainerSpec,
     HubVars,
     ModelFormat,
+    Recipe,
     Remedies,
     Remedy,
     Task,
@@ -110,7 +112,24 @@ class OllamaBackend(Backend):
     tasks = frozenset({Task.CHAT, Task.COMPLETIONS, Task.EMBEDDINGS})
     runs_on_cpu = True
     container = ContainerSpec("ollama/ollama:{version}", "/root/.ollama", "OLLAMA_MODELS")
-    install = NOT_SUPPORTED  # a Go binary from Ollama's download page (install_hint)
+    # `llmctl engine install ollama`: the official Linux release archive (bin/ollama and its
+    # lib/ollama runners, CPU and CUDA in one), checked against the release's sha256sum.txt.
+    # LLMCTL_OLLAMA_RELEASES replaces the host (a mirror, or a file:// folder laid out as
+    # the release: vVERSION/ollama-linux-ARCH.tar.zst and vVERSION/sha256sum.txt).
+    install = Recipe(
+        default_version="0.32.15",
+        devices=("cpu", "cuda"),
+        packages=(),
+        archive=Archive(
+            base="https://github.com/ollama/ollama/releases/download",
+            base_env="LLMCTL_OLLAMA_RELEASES",
+            path="v{version}/ollama-linux-{arch}.tar.zst",
+            sha256_path="v{version}/sha256sum.txt",
+            arches={"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"},
+        ),
+    )
+    # The version is read from the binary (`ollama -v`): its own version is the client's.
+    version_argv = ("-v",)
     # Ollama reads none of HF_OFFLINE; server_env sets them anyway (the offline contract).
     # The model store: OLLAMA_MODELS, else ~/.ollama/models for `ollama serve` as the user;
     # the Linux service (install.sh: user ollama, home /usr/share/ollama) keeps its own.
@@ -122,6 +141,18 @@ class OllamaBackend(Backend):
         service_store="/usr/share/ollama/.ollama/models",
     )
     flag_source = NOT_SUPPORTED  # `ollama serve` takes no flags: it reads OLLAMA_* variables
+
+    @staticmethod
+    def version_from_output(text: str) -> str | None:
+        """`ollama -v` prints "ollama version is X" when it reaches a server of its own
+        version, "Warning: client version is X" otherwise (no server, or another version
+        answering): the client's is the binary's."""
+        import re
+
+        m = re.search(r"client version is v?(\d+\.\d+\.\d+\S*)", text) or re.search(
+            r"ollama version is v?(\d+\.\d+\.\d+\S*)", text
+        )
+        return m.group(1) if m else None
 
     # -- static side ----------------------------------------------------------------------
     def check(self, profile: Profile, version: str) -> list[ProfileIssue]:
@@ -448,6 +479,7 @@ def _not_gguf(path) -> str | None:
         ):
             return "a Hugging Face model folder (config.json / *.safetensors, no .gguf)"
     return None
+
 
 # Modelfile PARAMETERs that shape sampling (api/types.go Options).
 SAMPLING_PARAMETERS = (

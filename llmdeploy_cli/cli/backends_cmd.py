@@ -52,6 +52,8 @@ def backends(
             out(f"{r['name']:<{width}}  plugin broken: {r['error']}")
             continue
         out(f"{r['name']:<{width}}  {_engine_text(r)}")
+        if r.get("engine_installs"):
+            out(f"{'':<{width}}  installed by llmctl: {', '.join(r['engine_installs'])}")
         out(f"{'':<{width}}  {r['summary']} [plugin from {r['package']}]")
     del registry
     return 0

@@ -20,6 +20,16 @@ PROGRESS_PREFIXES = (
 )
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
 
+
+def _engine_names() -> str:
+    """Every registered backend's name (entry points only: no backend is imported)."""
+    from importlib.metadata import entry_points
+
+    return ", ".join(sorted(ep.name for ep in entry_points(group="llmctl.backends")))
+
+
+ENGINES = _engine_names()
+
 engine_app = typer.Typer(
     name="engine",
     help="Install engines in their own virtual environments; list and remove them.",
@@ -34,7 +44,7 @@ def register(app: typer.Typer) -> None:
 
 @engine_app.command("install")
 def install_cmd(
-    name: Annotated[str, typer.Argument(help="Engine: xinference, vllm, lmdeploy, ...")],
+    name: Annotated[str, typer.Argument(help=f"Engine: {ENGINES}.")],
     version: Annotated[
         str | None, typer.Option("--version", help="Engine version (default: the pinned one).")
     ] = None,
@@ -52,8 +62,10 @@ def install_cmd(
     ] = False,
     json_: JsonOpt = False,
 ) -> int:
-    """Create an isolated venv for an engine (uv when on PATH, else venv + pip), pinned by
-    a committed constraints file. Progress goes to stderr."""
+    """Install an engine into llmctl's engines folder: a venv of its own (uv when on PATH,
+    else venv + pip) pinned by a committed constraints file, or for Ollama the release
+    archive checked against its published sha256. A profile with no runtime section then
+    uses it. Progress goes to stderr."""
     from llmdeploy_cli.engines.install import install
 
     def on_event(e) -> None:
@@ -103,6 +115,7 @@ def list_cmd(json_: JsonOpt = False) -> int:
         return 0
     if not envs:
         info(f"no engines installed in {store.engines_dir()} (llmctl engine install NAME)")
+        info(f"engines: {ENGINES}")
     else:
         rows = [("ENGINE", "VERSION", "DEVICE", "INSTALLED", "PYTHON", "INSTALLER", "PATH")]
         for e in envs:
@@ -121,6 +134,9 @@ def list_cmd(json_: JsonOpt = False) -> int:
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
         for r in rows:
             out("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1])
+        missing = sorted(set(ENGINES.split(", ")) - {e.name for e in envs})
+        if missing:
+            info(f"not installed: {', '.join(missing)} (llmctl engine install NAME)")
     for p in partial:
         warn(f"unfinished install (or one still running): {p} (llmctl engine remove to delete)")
     return 0

@@ -36,8 +36,8 @@ def recipe_for(name: str) -> Recipe | None:
     return dataclasses.replace(
         recipe,
         name=backend.name,
-        distribution=backend.distribution or "",
-        executable=backend.executable,
+        distribution=recipe.distribution or backend.distribution or "",
+        executable=recipe.executable or backend.executable,
     )
 
 

@@ -31,23 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from llmdeploy_cli.distinfo import dists as _dists
-from llmdeploy_cli.errors import ExitCode, LlmctlError, UsageError
+from llmdeploy_cli.engines.events import Event, InstallError
+from llmdeploy_cli.errors import UsageError
 
 MEANINGFUL_TAIL = 12
-
-
-class InstallError(LlmctlError):
-    code = ExitCode.RUNTIME
-    kind = "install"
-
-
-@dataclass(frozen=True)
-class Event:
-    kind: str  # "step", "output", "warning", "done"
-    message: str
-
-    def as_dict(self) -> dict:
-        return {"kind": self.kind, "message": self.message}
 
 
 def _run_process(argv: list[str], env: dict[str, str], on_line: Callable[[str], None]) -> int:
@@ -196,7 +183,7 @@ def install(
             hint=f"it runs on: {', '.join(recipe.devices)}",
         )
     cfile = catalog.constraints_name(name, version, device)
-    if cfile is None and not unpinned:
+    if cfile is None and not unpinned and recipe.archive is None:
         have = catalog.pinned_files(name)
         raise UsageError(
             f"no committed constraints file for {name} {version} ({device})",
@@ -224,7 +211,12 @@ def install(
             store.remove(target, locked=True)
         t0 = time.monotonic()
         try:
-            doc = _build(recipe, version, device, cfile, target, tools, emit)
+            if recipe.archive is not None:
+                from llmdeploy_cli.engines import archive
+
+                doc = archive.build(recipe, version, device, target, emit)
+            else:
+                doc = _build(recipe, version, device, cfile, target, tools, emit)
         except BaseException:
             if target.exists():
                 shutil.rmtree(target, ignore_errors=True)
@@ -294,16 +286,20 @@ def _build(recipe, version, device, cfile, target: Path, tools: Tools, emit) -> 
         cpath.write_text("# llmctl engine install --unpinned\n" + pin)
     constraints = ["-c", str(cpath)]
     py = str(target / "bin" / "python")
+    # the recipe's own index for this device (a project's CUDA builds) replaces the configured one
+    index = recipe.index_url.get(device)
     if uv:
         installer = f"uv ({uv})"
         emit(Event("step", f"creating {target} with uv"))
         run([uv, "venv", "--allow-existing", "--python", tools.python, str(target)], "uv venv")
-        base_cmd = [uv, "pip", "install", "--python", py, *pip_index_args(env), *constraints]
+        indexes = ["--index-url", index] if index else pip_index_args(env)
+        base_cmd = [uv, "pip", "install", "--python", py, *indexes, *constraints]
     else:
         installer = "pip"
         emit(Event("step", f"creating {target} with python -m venv"))
         run([tools.python, "-m", "venv", str(target)], "python -m venv")
-        base_cmd = [py, "-m", "pip", "install", "--progress-bar", "off", *constraints]
+        indexes = ["--index-url", index] if index else []
+        base_cmd = [py, "-m", "pip", "install", "--progress-bar", "off", *indexes, *constraints]
     if torch:
         kind = "CPU " if device == "cpu" else ""
         emit(Event("step", f"installing {kind}torch {torch} first"))
@@ -359,6 +355,7 @@ def _build(recipe, version, device, cfile, target: Path, tools: Tools, emit) -> 
     manifest = {
         "engine": recipe.name,
         "distribution": recipe.distribution,
+        "executable": recipe.executable,
         "version": version,
         "device": device,
         "python": _python_version(target),
@@ -368,6 +365,8 @@ def _build(recipe, version, device, cfile, target: Path, tools: Tools, emit) -> 
         "requirements": ([f"torch=={torch}"] if torch else []) + reqs,
         "removed": removed,
     }
+    if index:
+        manifest["index_url"] = index
     store.write_manifest(target, manifest)
     (target / store.INSTALLING).unlink()
     return manifest

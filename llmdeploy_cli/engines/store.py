@@ -47,7 +47,11 @@ class InstalledEngine:
         return self.manifest.get("device", "")
 
     def dist_version(self) -> str | None:
-        """The engine distribution's version read from its dist-info in the env."""
+        """The engine distribution's version read from its dist-info in the env (a release
+        archive's install: the version installed, when its executable is still there)."""
+        if self.manifest.get("archive"):
+            exe = self.path / "bin" / (self.manifest.get("executable") or self.name)
+            return self.version if exe.exists() else None
         dist = self.manifest.get("distribution") or self.name
         for site in site_packages(self.path):
             found = dist_version(site, dist)
@@ -141,6 +145,31 @@ def resolve_ref(text: str, device: str | None = None, base: Path | None = None) 
     recipe = RECIPES.get(name)
     fallback_version = version or (recipe.default_version if recipe else "unknown")
     return env_dir(name, fallback_version, want or "cpu", base)
+
+
+def machine_device() -> str:
+    """cuda when this machine shows an NVIDIA GPU (nvidia-smi on PATH), else cpu."""
+    return "cuda" if shutil.which("nvidia-smi") else "cpu"
+
+
+def for_profile(
+    name: str, executable: str, device: str | None = None, base: Path | None = None
+) -> InstalledEngine | None:
+    """The install a profile with no `runtime` section uses: the newest complete install of
+    engine `name` that holds `executable` in its bin/, for the profile's device (cpu or
+    cuda); with `auto` or unset, the machine's device first, then the other. None: nothing
+    fits (the executable is then looked up on PATH)."""
+    import os
+
+    if not executable or os.sep in executable:
+        return None
+    cands = [e for e in installed(name, base) if os.access(e.path / "bin" / executable, os.X_OK)]
+    if device in ("cpu", "cuda"):
+        cands = [e for e in cands if e.device == device]
+    else:
+        first = machine_device()
+        cands.sort(key=lambda e: e.device != first)  # stable: newest first within a device
+    return cands[0] if cands else None
 
 
 def lock_path(path: Path) -> Path:

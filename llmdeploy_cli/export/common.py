@@ -153,6 +153,26 @@ def effective_data(
     return data, notes
 
 
+HOST_RUNTIME_KEYS = ("venv", "conda_env", "executable")
+
+
+def _without_host_runtime(data: dict) -> list[str]:
+    """Drop runtime.venv/conda_env/executable (paths on this machine) from the data a
+    container is rendered from; runtime.engine_version (a version pin) stays."""
+    rt = data.get("runtime")
+    if not isinstance(rt, dict):
+        return []
+    dropped = [k for k in HOST_RUNTIME_KEYS if rt.get(k) is not None]
+    if not dropped:
+        return []
+    data["runtime"] = {k: v for k, v in rt.items() if k not in HOST_RUNTIME_KEYS}
+    keys = ", ".join(f"runtime.{k}" for k in dropped)
+    return [
+        f"{keys} ignored: the container runs its image's own executable, not this "
+        "machine's environment"
+    ]
+
+
 def prepare(
     path: str | Path,
     target: str,
@@ -199,8 +219,16 @@ def prepare(
     if multi_node:
         data, mn_notes = _multi_node_data(data, backend, opts.nodes)
         notes += mn_notes
+    if bind_all:
+        notes += _without_host_runtime(data)
     profile = profile_from_data(data, smap, Path(path))
-    r = resolve_profile(profile, render_env, engine_version=opts.engine_version)
+    from llmdeploy_cli.engine_env import without_installed_envs
+
+    if bind_all:  # a container runs its image's executable: no engine env of this machine
+        with without_installed_envs():
+            r = resolve_profile(profile, render_env, engine_version=opts.engine_version)
+    else:
+        r = resolve_profile(profile, render_env, engine_version=opts.engine_version)
     plan = r.plan
     server = plan.server
     if server.kind != "server":

@@ -17,8 +17,16 @@ if TYPE_CHECKING:  # pragma: no cover
 # -- engine --------------------------------------------------------------------------------
 
 
+def install_fix(backend: Backend) -> str:
+    """How to install the engine: `llmctl engine install NAME` where the backend declares a
+    recipe, else its install_hint."""
+    if supported(backend.install):
+        return f"llmctl engine install {backend.name} (a profile with no runtime section finds it)"
+    return backend.install_hint or "install the engine, or set runtime.executable"
+
+
 def check_engine(backend: Backend, profile: Profile) -> list[Problem]:
-    from llmdeploy_cli.engine_env import detect_version, find_executable
+    from llmdeploy_cli.engine_env import describe_env, detect_version, find_executable
 
     if not profile.server.managed:
         return [Problem("engine.installed", "skip", "server.managed: false: not started here")]
@@ -34,7 +42,7 @@ def check_engine(backend: Backend, profile: Profile) -> list[Problem]:
                     if profile.runtime.venv or profile.runtime.conda_env
                     else " on PATH"
                 ),
-                fix=backend.install_hint or "install the engine, or set runtime.executable",
+                fix=install_fix(backend),
             )
         ]
     v = detect_version(backend, profile)
@@ -49,7 +57,12 @@ def check_engine(backend: Backend, profile: Profile) -> list[Problem]:
             f" (llmctl engine install {backend.name})" if supported(backend.install) else ""
         )
     return [
-        Problem("engine.installed", "pass", f"{exe}", data={"path": exe}),
+        Problem(
+            "engine.installed",
+            "pass",
+            f"{exe} (environment: {describe_env(backend, profile)})",
+            data={"path": exe, "environment": describe_env(backend, profile)},
+        ),
         Problem(
             "engine.version",
             level,
@@ -116,12 +129,15 @@ def check_executable(backend: Backend, profile: Profile) -> list[Problem]:
     if not profile.server.managed or find_executable(backend, profile) is not None:
         return []
     exe = profile.runtime.executable or backend.executable
-    fix = (
-        f"install it into its own environment: {backend.install_hint}"
-        if backend.install_hint
-        else f"install {backend.name} and put {exe} on PATH"
-    )
-    fix += " (then set runtime.venv / runtime.executable, or put it on PATH)"
+    if supported(backend.install):
+        fix = install_fix(backend)
+    else:
+        fix = (
+            f"install it into its own environment: {backend.install_hint}"
+            if backend.install_hint
+            else f"install {backend.name} and put {exe} on PATH"
+        )
+        fix += " (then set runtime.venv / runtime.executable, or put it on PATH)"
     return [
         Problem(
             "executable",

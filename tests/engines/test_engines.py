@@ -418,12 +418,16 @@ def test_remove_refuses_while_an_install_holds_the_lock(engines):
     assert not env.exists()
 
 
-def test_recipes_come_from_the_backends(engines):
+def test_recipes_come_from_the_backends(engines, monkeypatch):
     """`engine install` knows what each backend declares as its install capability."""
     from llmdeploy_cli import registry
+    from llmdeploy_cli.capabilities import NOT_SUPPORTED
     from llmdeploy_cli.engines import catalog
 
-    for name in ("ollama", "llamacpp"):  # install = NOT_SUPPORTED: binaries, not recipes
+    # every built-in declares a recipe; one that declares NOT_SUPPORTED is refused
+    assert set(catalog.installable()) == set(registry.names()) - {"echo"}
+    for name in ("ollama", "llamacpp"):
+        monkeypatch.setattr(type(registry.get(name)), "install", NOT_SUPPORTED)
         with pytest.raises(UsageError, match=f"no install recipe for engine '{name}'") as e:
             inst.install(name, tools=FakeTools())
         assert "xinference" in e.value.hint and name not in e.value.hint

@@ -40,13 +40,17 @@ def pinned_version(path: Path) -> str:
 
 def same_profile(path: Path, *, bind_all: bool = True, nodes: int = 1) -> dict:
     """The profile data `llmctl render` is compared against, built independently of export:
-    the file as written, host 0.0.0.0 (containers), a fixed port, multi-node flags."""
+    the file as written, host 0.0.0.0 (containers), a fixed port, multi-node flags; for a
+    container, no runtime.venv/conda_env/executable (the image's own executable runs)."""
     from llmdeploy_cli import registry
 
     data = yaml.safe_load(path.read_text())
     server = dict(data.get("server") or {})
     if bind_all:
         server["host"] = "0.0.0.0"
+        rt = {k: v for k, v in (data.get("runtime") or {}).items() if k == "engine_version"}
+        if "runtime" in data:
+            data["runtime"] = rt
     if server.get("port") in (None, "auto"):
         server["port"] = registry.get(data["backend"]).default_port
     data["server"] = server
@@ -62,12 +66,17 @@ def same_profile(path: Path, *, bind_all: bool = True, nodes: int = 1) -> dict:
     return data
 
 
-def render_json(data: dict, folder: Path, name: str, capsys) -> dict:
-    """`llmctl render --json` of a profile written into folder."""
+def render_json(data: dict, folder: Path, name: str, capsys, *, container: bool = True) -> dict:
+    """`llmctl render --json` of a profile written into folder (`container`: as for a
+    container, where no engine env of this machine exists: engine_env.without_installed_envs)."""
+    import contextlib
+
     from llmdeploy_cli.cli.app import main
+    from llmdeploy_cli.engine_env import without_installed_envs
 
     p = folder / name
     p.write_text(yaml.safe_dump(data, sort_keys=False))
     capsys.readouterr()
-    assert main(["render", str(p), "--json"]) == 0
+    with without_installed_envs() if container else contextlib.nullcontext():
+        assert main(["render", str(p), "--json"]) == 0
     return json.loads(capsys.readouterr().out)

@@ -150,7 +150,7 @@ def test_systemd_unit_runs_what_render_shows(path, tmp_path, monkeypatch, capsys
 
     monkeypatch.setenv("LLMCTL_DEMO_MODEL", str(ROOT / ".cache" / "tiny-model"))
     data = same_profile(path, bind_all=False)
-    server = render_json(data, tmp_path, path.name, capsys)["steps"][0]
+    server = render_json(data, tmp_path, path.name, capsys, container=False)["steps"][0]
     bundle = export(path, "systemd", _opts(path), None)
     files = dict(bundle.files)
     unit = next(text for rel, text in files.items() if rel.endswith(".service"))

@@ -138,7 +138,9 @@ def test_backends_lists_it_from_its_own_package(setup):
     assert caps["install"] == {"default_version": "0.1.0", "devices": ["cpu"]}
     assert caps["hub"]["modelscope"] == "not supported"
     assert caps["memory"]["sizing"] == "none"
-    assert rows["llamacpp"]["capabilities"]["install"] == "not supported"
+    # a NOT_SUPPORTED capability (llama.cpp's server has no Python parser to read)
+    assert rows["llamacpp"]["capabilities"]["flag_source"] == "not supported"
+    assert rows["llamacpp"]["capabilities"]["install"]["devices"] == ["cpu", "cuda"]
 
 
 def test_validate_and_render(setup):
