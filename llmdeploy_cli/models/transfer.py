@@ -95,8 +95,10 @@ def _pull_hf(profile: Profile, token, progress: Progress, environ, patterns) -> 
         )
     endpoint = profile.hub.endpoint or environ.get("HF_ENDPOINT") or None
     cache_dir = None
-    if profile.hub.cache_dir:
-        cache_dir = str(Path(os.path.expanduser(profile.hub.cache_dir)) / "hub")
+    if profile.hub.cache_dir:  # as build() hands it (HF_HOME; relative: the profile's folder)
+        from llmdeploy_cli.backend import profile_relative
+
+        cache_dir = str(Path(profile_relative(profile, profile.hub.cache_dir)) / "hub")
     where = f" from {endpoint}" if endpoint else ""
     progress(f"downloading {profile.model.source}{where} (resumes an interrupted download)")
     try:
@@ -150,7 +152,9 @@ def _pull_modelscope(profile: Profile, token, progress: Progress, patterns) -> P
     progress(f"downloading {profile.model.source} from ModelScope")
     kwargs = {}
     if profile.hub.cache_dir:
-        kwargs["cache_dir"] = os.path.expanduser(profile.hub.cache_dir)
+        from llmdeploy_cli.backend import profile_relative
+
+        kwargs["cache_dir"] = profile_relative(profile, profile.hub.cache_dir)
     if profile.model.revision:
         kwargs["revision"] = profile.model.revision
     if patterns:

@@ -246,3 +246,28 @@ def test_preflight_offline_reminder_follows_the_engines_lookup(write_profile, ti
     _hf_copy(home / ".cache" / "huggingface" / "hub", tiny_model)
     found = preflight.problems(resolve(p, env), environ=env, check_running=False, gpu_query=no_gpu)
     assert not [x for x in found if x.check == "offline"]
+
+
+def test_pull_downloads_where_the_engine_will_look(write_profile, monkeypatch, tmp_path):
+    """A relative hub.cache_dir is the profile's folder for pull too (what pull asks
+    huggingface_hub for; the download itself cannot run here)."""
+    import huggingface_hub
+
+    from llmdeploy_cli.models.transfer import pull_model
+    from llmdeploy_cli.profile import load_profile
+
+    seen = {}
+
+    def fake(repo_id, **kw):
+        seen.update(kw)
+        return str(tmp_path / "snap")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake)
+    p = write_profile(
+        f"name: o\nbackend: vllm\nmodel: {{source: {REPO}}}\nhub: {{cache_dir: ./c}}\n"
+    )
+    monkeypatch.chdir(tmp_path.parent)
+    pull_model(load_profile(p), config_only=True, environ={})
+    r = resolve(p, {})
+    assert seen["cache_dir"] == str(tmp_path / "c" / "hub")
+    assert seen["cache_dir"] == str(Path(r.plan.server.command.env["HF_HOME"]) / "hub")
