@@ -86,13 +86,14 @@ if TYPE_CHECKING:  # pragma: no cover
 SWAP_SPACE_REMOVED = (0, 18)
 
 
-# `--quantization` values: QUANTIZATION_METHODS in vllm/model_executor/layers/
-# quantization/registry.py (_BUILTIN_SPECS, the newest source stored here) plus the names
-# __init__.py's QuantizationMethods listed beside them (auto_awq, auto_gptq,
-# fp8_per_channel, nvfp4_per_token); vllm/config/model.py refuses any other value
-# ("Unknown quantization method"). A plugin that registers its own method
-# (register_quantization_config) needs the flag through extra_args. Checked for 0.33 on
-# (the version this list was read for); older versions are left to the engine.
+# `--quantization` values: the union of QUANTIZATION_METHODS as vLLM's recent sources list
+# them (vllm/model_executor/layers/quantization/registry.py _BUILTIN_SPECS, and the
+# QuantizationMethods Literal of __init__.py with auto_awq, auto_gptq, fp8_per_channel,
+# nvfp4_per_token); the 0.33 tag itself could not be read here, so the union errs towards
+# accepting. vLLM's model config refuses any other value ("Unknown quantization method:
+# ... Must be one of ..."). A plugin that registers its own method
+# (register_quantization_config) needs the flag through extra_args. Checked for 0.33 on;
+# older versions are left to the engine.
 QUANTIZATIONS_SINCE = (0, 33)
 QUANTIZATIONS = (
     "awq",
