@@ -20,9 +20,21 @@ def _q(value: str) -> str:
     return json.dumps(value)
 
 
-def starter_profile(backend: Backend, model: str, *, name: str | None = None, port=None) -> str:
+def _flow(d: dict) -> str:
+    """A one-line YAML mapping (JSON is valid YAML)."""
+    return json.dumps(d)
+
+
+def starter_profile(
+    backend: Backend, model: str, *, name: str | None = None, port=None, engine_ref=None
+) -> str:
+    """`engine_ref`: the `engine:NAME@VERSION` of an install `llmctl engine install` made
+    (written as runtime.venv). A backend may declare `starter_options(model) -> (options,
+    env, comment lines)` for what its engine needs that the model folder tells."""
     name = name or _slug(model)
     sup = backend.supports
+    hook = getattr(backend, "starter_options", None)
+    options, env, notes = hook(model) if callable(hook) else ({}, {}, [])
 
     def opt(key: str, line: str) -> str:
         # A key this backend cannot honour is left out rather than shown commented.
@@ -58,8 +70,20 @@ def starter_profile(backend: Backend, model: str, *, name: str | None = None, po
         "",
         "offline: false  # true sets HF_HUB_OFFLINE and the other offline switches",
         "",
+        *(
+            [
+                f"# the engine installed by `llmctl engine install {backend.name}`",
+                "runtime:",
+                f"  venv: {_q(engine_ref)}",
+                "",
+            ]
+            if engine_ref
+            else []
+        ),
+        *([f"env: {_flow(env)}", ""] if env else []),
         "# Engine-specific options: `llmctl backends --json` lists them.",
-        "options: {}",
+        *[f"# {n}" for n in notes],
+        f"options: {_flow(options)}",
         "# Raw engine flags the schema does not model:",
         "extra_args: []",
         "",

@@ -136,3 +136,88 @@ def test_console_script_exit_codes(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+
+
+def _model_folder(root, name: str, arch: str):
+    d = root / name
+    d.mkdir(parents=True)
+    (d / "config.json").write_text(json.dumps({"architectures": [arch]}))
+    return d
+
+
+@pytest.mark.parametrize(
+    ("folder", "arch", "family", "size"),
+    [
+        ("Qwen2.5-0.5B-Instruct", "Qwen2ForCausalLM", "qwen2.5-instruct", "0_5"),
+        ("Meta-Llama-3.1-8B-Instruct", "LlamaForCausalLM", "llama-3.1-instruct", "8"),
+        ("tiny-model", "LlamaForCausalLM", "llama-2-chat", "7"),  # the default for Llama
+        ("Qwen3-0.6B", "Qwen3ForCausalLM", "qwen3", "0_6"),
+    ],
+)
+def test_init_xinference_names_the_family_of_a_local_folder(
+    tmp_path, capsys, folder, arch, family, size
+):
+    import yaml
+
+    model = _model_folder(tmp_path, folder, arch)
+    out = tmp_path / "xi.yml"
+    code, _, err = run(capsys, "init", "-b", "xinference", "-m", str(model), "-o", str(out))
+    assert code == 0, err
+    doc = yaml.safe_load(out.read_text())
+    assert doc["options"]["model_name"] == family
+    assert doc["options"]["model_format"] == "pytorch"
+    assert str(doc["options"]["model_size_in_billions"]) == size
+    assert doc["env"] == {"XINFERENCE_ENABLE_VIRTUAL_ENV": "0"}
+    assert doc["model"]["source"] == str(model)
+    code, _, err = run(capsys, "validate", str(out))
+    assert code == 0, err
+    code, rendered, err = run(capsys, "render", "--json", str(out))
+    assert "options.model_name is not set" not in err
+    launch = json.loads(rendered)["steps"][1]["argv"]
+    assert launch[launch.index("--model-name") + 1] == family
+
+
+def test_init_xinference_without_a_matching_family_names_the_choices(tmp_path, capsys):
+    model = _model_folder(tmp_path, "my-gpt", "GPT2LMHeadModel")
+    code, text, err = run(capsys, "init", "-b", "xinference", "-m", str(model))
+    assert code == 0, err
+    assert "options: {}" in text
+    assert "no built-in chat family of Xinference 4.1 has GPT2LMHeadModel" in text
+    # an architecture with several families and no default: they are named
+    from llmctl_backends.xinference.families import CHAT_FAMILIES
+
+    model = _model_folder(tmp_path, "mystery", "Gemma3ForCausalLM")
+    code, text, err = run(capsys, "init", "-b", "xinference", "-m", str(model))
+    assert "gemma-3-1b-it" in text  # its only family: chosen
+    many = next(a for a, f in CHAT_FAMILIES.items() if len(f) > 2 and a != "LlamaForCausalLM"
+                and a not in ("Qwen2ForCausalLM", "Qwen3ForCausalLM", "MistralForCausalLM",
+                              "Phi3ForCausalLM"))  # fmt: skip
+    model = _model_folder(tmp_path, "unnamed", many)
+    code, text, err = run(capsys, "init", "-b", "xinference", "-m", str(model))
+    assert f"set the family ({many}: one of {', '.join(CHAT_FAMILIES[many])})" in text
+    assert "options: {}" in text
+
+
+def test_init_names_the_engine_llmctl_installed(tmp_path, capsys, monkeypatch):
+    import yaml
+
+    from llmdeploy_cli.engines import store
+
+    engines = tmp_path / "engines"
+    monkeypatch.setenv("LLMCTL_ENGINES_DIR", str(engines))
+    out = tmp_path / "a.yml"
+    code, _, err = run(capsys, "init", "-b", "xinference", "-m", "qwen2.5-instruct",
+                       "-o", str(out))  # fmt: skip
+    assert code == 0, err
+    assert "runtime" not in yaml.safe_load(out.read_text())  # nothing installed: PATH
+    env = engines / "xinference-4.1.0-cpu"
+    (env / "bin").mkdir(parents=True)
+    (env / "bin" / "xinference-local").write_text("#!/bin/sh\n")
+    (env / "bin" / "xinference-local").chmod(0o755)
+    store.write_manifest(env, {"engine": "xinference", "version": "4.1.0", "device": "cpu"})
+    code, _, err = run(capsys, "init", "-b", "xinference", "-m", "qwen2.5-instruct",
+                       "-o", str(out), "--force")  # fmt: skip
+    assert code == 0, err
+    assert yaml.safe_load(out.read_text())["runtime"] == {"venv": "engine:xinference@4.1.0"}
+    code, _, err = run(capsys, "validate", str(out))
+    assert code == 0, err

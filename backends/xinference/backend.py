@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
+from llmctl_backends.xinference import families
 from llmctl_backends.xinference.options import (
     MISSING_NAME,
     MODEL_TYPES,
@@ -95,6 +96,8 @@ class XinferenceBackend(Backend):
 
     # -- declared capabilities (llmdeploy_cli/capabilities.py) ----------------------------
     model_formats = frozenset({ModelFormat.HF_FOLDER, ModelFormat.REGISTRY_NAME})
+    # `llmctl init`: options.model_name from a local folder's architecture (families.py)
+    starter_options = staticmethod(families.starter_options)
     # xinference/api/restful_api.py: chat, completions, embeddings and rerank routes
     tasks = frozenset({Task.CHAT, Task.COMPLETIONS, Task.EMBEDDINGS, Task.RERANK})
     runs_on_cpu = True  # --n-gpu none (resources.device: cpu)

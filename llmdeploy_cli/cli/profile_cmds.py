@@ -174,10 +174,21 @@ def init(
 ) -> int:
     """Write a commented starter profile that validates."""
     from llmdeploy_cli import registry
+    from llmdeploy_cli.engines.store import for_profile
     from llmdeploy_cli.starter import starter_profile
 
     be = registry.get(backend)
-    text = starter_profile(be, model, name=name, port=port)
+    local = Path(model).expanduser()
+    if local.exists():
+        # the profile reads a relative path from its own folder: write where it is
+        model = str(local.resolve())
+    # an install `llmctl engine install` made: the profile names it (newest, this machine's
+    # device first); none: the engine is looked up on PATH
+    found = for_profile(be.name, be.executable)
+    if found is None and hasattr(be.install, "executable") and be.install.executable:
+        found = for_profile(be.name, be.install.executable)
+    ref = f"engine:{found.name}@{found.version}" if found is not None else None
+    text = starter_profile(be, model, name=name, port=port, engine_ref=ref)
     if output is None:
         out(text.rstrip("\n"))
         return 0

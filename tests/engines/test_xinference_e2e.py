@@ -129,9 +129,18 @@ def check_smoke(r) -> None:
 
 
 def serve_smoke_stop(
-    prof: Path, name: str, state_dir: Path, env: dict, key, home: Path, api_key=None
+    prof: Path,
+    name: str,
+    state_dir: Path,
+    env: dict,
+    key,
+    home: Path,
+    api_key=None,
+    served: str | None = None,
 ):
     import httpx
+
+    served = served or f"tiny-{name}"
 
     t0 = time.monotonic()
     r = llmctl(
@@ -144,12 +153,12 @@ def serve_smoke_stop(
         assert r.returncode == 0, r.stderr[-4000:] + r.stdout[-4000:]
         doc = json_out(r)
         print(f"\n{name}: ready in {took:.1f} s")
-        assert doc["model"] == f"tiny-{name}"
+        assert doc["model"] == served
         base = doc["base_url"]
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         listed = httpx.get(f"{base}/models", headers=headers)
         assert listed.status_code == 200, listed.text
-        assert f"tiny-{name}" in [m["id"] for m in listed.json()["data"]]
+        assert served in [m["id"] for m in listed.json()["data"]]
         if key:
             anon = httpx.get(f"{base}/models")
             assert anon.status_code in (401, 403), anon.text
@@ -161,9 +170,9 @@ def serve_smoke_stop(
         if api_key:
             # what clients use: an API key may list and query the model, never launch
             listed = httpx.get(f"{base}/models", headers={"Authorization": f"Bearer {api_key}"})
-            assert f"tiny-{name}" in [m["id"] for m in listed.json()["data"]]
+            assert served in [m["id"] for m in listed.json()["data"]]
             smoke_key = llmctl(
-                "smoke", "--url", base, "--model", f"tiny-{name}", "--api-key-env", "XI_E2E_KEY",
+                "smoke", "--url", base, "--model", served, "--api-key-env", "XI_E2E_KEY",
                 "--json", env=env, timeout=180,
             )  # fmt: skip
             check_smoke(smoke_key)
@@ -201,6 +210,32 @@ def test_auth_off(xinference_env, tiny_model, tmp_path):
     assert server["env"]["XINFERENCE_MODEL_SRC"] == "huggingface"
     assert plan["engine_version"] == VERSION and plan["version_source"].startswith("dist-info")
     serve_smoke_stop(prof, "xi-noauth", state, env, None, state / "xinference" / "xi-noauth")
+
+
+def test_a_new_user_installs_inits_and_serves(xinference_env, tiny_model, tmp_path):
+    """As a new user would (issue 18): `llmctl engine install xinference`, then `llmctl init
+    --backend xinference --model DIR` and `llmctl serve` with nothing edited: init names the
+    installed engine and the model's family (llama-2-chat for the tiny Llama)."""
+    import yaml
+
+    state = tmp_path / "state"
+    env = llmctl_env(LLMCTL_STATE_DIR=state, LLMCTL_ENGINES_DIR=engines_dir())
+    prof = tmp_path / "new-user.yml"
+    r = llmctl(
+        "init", "--backend", "xinference", "--model", tiny_model, "--name", "xi-new",
+        "--port", str(free_port()), "-o", prof, env=env,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    doc = yaml.safe_load(prof.read_text())
+    assert doc["runtime"] == {"venv": f"engine:xinference@{VERSION}"}
+    assert doc["options"]["model_name"] == "llama-2-chat"
+    r = llmctl("doctor", prof, "--json", env=env)
+    checks = {c["check"]: c for c in json_out(r)["checks"]}
+    assert checks["engine.installed"]["level"] == "pass", checks["engine.installed"]
+    assert str(xinference_env) in checks["engine.installed"]["message"]
+    serve_smoke_stop(
+        prof, "xi-new", state, env, None, state / "xinference" / "xi-new", served="xi-new"
+    )
 
 
 CREATE_CREDENTIALS = """
