@@ -230,7 +230,7 @@ def test_preflight_lists_every_problem(tmp_path, profile_file, monkeypatch):
     err = json.loads(r.stdout)["error"]
     checks = {d["check"] for d in err["details"]}
     assert {"executable", "model.files"} <= checks
-    assert "install it into its own environment" in err["hint"]
+    assert "llmctl engine install transformers" in err["hint"]  # the fix since a3f41cd
 
 
 def test_stale_state_is_cleaned(tmp_path):
