@@ -79,7 +79,10 @@ class ServerSpec(Section):
 
 class ResourceSpec(Section):
     device: Literal["auto", "cuda", "cpu"] | None = Field(
-        None, description="Where the engine runs; unset keeps the engine's default."
+        None,
+        description="Where the engine runs; unset keeps the engine's default. auto: the GPU "
+        "when there is one and the memory plan fits its free memory, else the CPU (engines "
+        "that run on CPU; decided when the engine starts, said in one warning line).",
     )
     gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)] | None = Field(
         None,
@@ -216,6 +219,8 @@ class Profile(Section):
 
     _source: SourceMap | None = PrivateAttr(default=None)
     _path: Path | None = PrivateAttr(default=None)
+    # resources.device: auto as decided when the engine is about to run (device.py)
+    _device_decision: Any = PrivateAttr(default=None)
 
     @field_validator(
         "server",
@@ -256,6 +261,11 @@ class Profile(Section):
     @property
     def served_name(self) -> str:
         return self.model.served_name or self.name
+
+    @property
+    def device_decision(self):
+        """The decision `resources.device: auto` got (llmdeploy_cli/device.py), if made."""
+        return self._device_decision
 
     @property
     def source(self) -> SourceMap | None:

@@ -33,11 +33,18 @@ def resolve(
     *,
     port: int | None = None,
     engine_version: str | None = None,
+    decide_device: bool = True,
 ) -> Resolved:
-    """Load, validate and render one profile. Raises ProfileError with every issue found."""
+    """Load, validate and render one profile. Raises ProfileError with every issue found.
+
+    `decide_device`: `resources.device: auto` becomes the device the engine runs on
+    (llmdeploy_cli/device.py): for the commands that run or check the engine; render and
+    validate pass False and stay static."""
     environ = os.environ if environ is None else environ
     profile = load_profile(path, environ)
-    return resolve_profile(profile, environ, port=port, engine_version=engine_version)
+    return resolve_profile(
+        profile, environ, port=port, engine_version=engine_version, decide_device=decide_device
+    )
 
 
 def resolve_profile(
@@ -46,8 +53,10 @@ def resolve_profile(
     *,
     port: int | None = None,
     engine_version: str | None = None,
+    decide_device: bool = False,
 ) -> Resolved:
-    """`engine_version` skips detection (golden tests and version matrices pin it)."""
+    """`engine_version` skips detection (golden tests and version matrices pin it);
+    `decide_device`: see resolve()."""
     environ = os.environ if environ is None else environ
     try:
         backend = registry.get(profile.backend)
@@ -66,6 +75,13 @@ def resolve_profile(
     issues.extend(backend.check(profile, version.version))
     if issues:
         raise ProfileError(issues)
+    decision = None
+    if decide_device and profile.resources.device == "auto":
+        from llmdeploy_cli import device
+
+        decision = device.decide(profile, backend, engine_version=version.version, environ=environ)
+        if decision is not None:
+            profile = device.decided(profile, decision, backend)
 
     if port is None and profile.server.port == "auto":
         port = free_port(profile.server.host if profile.server.host != "0.0.0.0" else "127.0.0.1")
@@ -79,6 +95,8 @@ def resolve_profile(
     plan = backend.build(profile, ctx)
     if version.warning:
         plan.warnings.insert(0, version.warning)
+    if decision is not None:
+        plan.warnings.insert(0, decision.line(backend.name))
     if profile.server.managed and installed_env(profile, backend) is not None:
         # the profile names no runtime: say which install it runs (docs/engines.md)
         plan.warnings.insert(

@@ -33,7 +33,7 @@ def validate(
     results = []
     for f in files:
         try:
-            r = resolve(f)
+            r = resolve(f, decide_device=False)
         except ProfileError as e:
             results.append({"file": str(f), "ok": False, "issues": [i.as_dict() for i in e.issues]})
             if not json_:
@@ -83,7 +83,7 @@ def render(
     files and the endpoint. Secrets are shown as ***."""
     from llmdeploy_cli.resolve import resolve
 
-    r = resolve(file)
+    r = resolve(file, decide_device=False)
     plan = r.plan
     report = _check_flags(r) if check_flags else None
     if json_:

@@ -169,7 +169,10 @@ def serve(
         elif ev.kind == "smoke":
             info(ev.data.summary())
         elif ev.kind == "serving":
-            _say_ready(ev.data, json_, foreground=not detach)
+            doc, decision = ev.data, r.profile.device_decision
+            if decision is not None:  # resources.device: auto (llmdeploy_cli/device.py)
+                doc = {**doc, "device_decision": decision.as_dict()}
+            _say_ready(doc, json_, foreground=not detach)
         elif ev.kind == "stopped":
             status.stop()
             info(f"{name}: stopped" + (f" ({ev.message})" if ev.message else ""))

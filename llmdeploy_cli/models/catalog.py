@@ -87,6 +87,13 @@ def _flags(ctx: CheckContext) -> list[Problem]:
     return [checks_engine.check_engine_flags(ctx.backend, ctx.profile, ctx.plan)]
 
 
+def _device(ctx: CheckContext) -> list[Problem]:
+    # resources.device: auto as resolve() decided it (serve says it in its warning line)
+    from llmdeploy_cli.device import check_device
+
+    return check_device(ctx.profile)
+
+
 def _port(ctx: CheckContext) -> list[Problem]:
     return checks_engine.check_port(ctx.profile, ctx.plan)
 
@@ -156,6 +163,7 @@ CATALOG: tuple[Check, ...] = (
     Check("executable", _executable, PREFLIGHT),
     Check("engine.installed", _engine, DOCTOR),
     Check("engine.flags", _flags, DOCTOR),
+    Check("device", _device, DOCTOR),
     Check("port", _port, BOTH),
     Check("model.files", _model, BOTH),
     Check("model.context", _context, BOTH),

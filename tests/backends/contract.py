@@ -84,7 +84,9 @@ def declaration_problems(backend) -> list[str]:
             out.append(f"{name}: install.devices must be cpu and/or cuda")
         if ("cpu" in recipe.devices) != bool(backend.runs_on_cpu):
             out.append(f"{name}: install.devices and runs_on_cpu disagree about the CPU")
-        if not backend.distribution:
+        # whose version the env's dist-info gives: the backend's, or the recipe's own (the
+        # wheel of one runtime: xllamacpp); a release archive (Ollama) has none
+        if not (backend.distribution or recipe.distribution or recipe.archive):
             out.append(f"{name}: an install recipe needs the backend's distribution")
     container, hub = backend.container, backend.hub
     if isinstance(container, ContainerSpec) and isinstance(hub, HubVars):

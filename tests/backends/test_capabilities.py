@@ -79,6 +79,8 @@ def test_declarations_agree_with_the_old_tables():
         "llamacpp",
         "ollama",
     }
+    # every engine installs (issue 18): llama.cpp as the xllamacpp wheel, Ollama as its
+    # release archive
     assert {n for n in registry.names() if supported(get(n).install)} == {
         "xinference",
         "vllm",
@@ -86,6 +88,8 @@ def test_declarations_agree_with_the_old_tables():
         "sglang",
         "transformers",
         "infinity",
+        "llamacpp",
+        "ollama",
     }
     images = {
         n: get(n).container.image_template
