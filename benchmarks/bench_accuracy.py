@@ -10,7 +10,7 @@ the client's timestamps with the server's own (both time.monotonic(), one clock 
   writes of the same two chunks.
 
 Run: .venv/bin/python benchmarks/bench_accuracy.py [--requests 64] [--tokens 32]
-Goal (DESIGN.md/issue): median and p99 within 2 ms at both concurrencies.
+Goal: median and p99 within 2 ms at both concurrencies (docs/bench.md, "Accuracy").
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Bench metrics exactly as DESIGN.md §6, under `vllm bench serve --save-result` key names.
+"""Bench metrics exactly as docs/design.md §6, under `vllm bench serve --save-result` key names.
 
 Pure functions over per-request records (no numpy, no I/O), so every number here can be
 checked by hand in tests.
