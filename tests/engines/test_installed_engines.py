@@ -349,3 +349,45 @@ def test_llamacpp_recipe_installs_xllamacpp_per_device():
     assert recipe.index_url["cuda"].endswith("/whl/cu128") and "cpu" not in recipe.index_url
     for device in ("cpu", "cuda"):
         assert catalog.constraints_name("llamacpp", recipe.default_version, device)
+
+
+@pytest.mark.slow
+def test_llamacpp_install_then_serve_with_no_runtime_section(tiny_model, tmp_path):
+    """For real: `llmctl engine install llamacpp --device cpu` (the xllamacpp wheel from the
+    package index), then a profile with options.runtime: xllamacpp and no runtime section
+    serves the tiny GGUF with that env's python3."""
+    if os.environ.get("LLMCTL_NO_ENGINE_INSTALL") == "1":
+        pytest.skip("LLMCTL_NO_ENGINE_INSTALL=1: not installing llamacpp")
+    pytest.importorskip("gguf", reason="writing a GGUF needs the gguf package (test extra)")
+    from tests.gguf_model import write_gguf
+    from tests.serve.conftest import json_out, llmctl, llmctl_env
+
+    engines = tmp_path / "engines"
+    env = llmctl_env(LLMCTL_STATE_DIR=tmp_path / "state", LLMCTL_ENGINES_DIR=engines)
+    r = llmctl("engine", "install", "llamacpp", "--device", "cpu", "--json", env=env,
+               timeout=600)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    installed = Path(json_out(r)["path"])
+    assert (installed / "bin" / "python3").exists()
+    gguf = write_gguf(tiny_model, tmp_path / "tiny.gguf")
+    p = write(
+        tmp_path,
+        {
+            "name": "lc-installed",
+            "backend": "llamacpp",
+            "model": {"source": str(gguf), "served_name": "tiny"},
+            "server": {"port": "auto"},
+            "resources": {"device": "cpu", "max_model_len": 256, "max_num_seqs": 1},
+            "options": {"runtime": "xllamacpp", "threads": 1, "webui": False},
+            "smoke": {"max_tokens": 4},
+        },
+        "lc.yml",
+    )
+    r = llmctl("render", "--json", p, env=env)
+    assert json_out(r)["steps"][0]["argv"][0] == str(installed / "bin" / "python3")
+    try:
+        r = llmctl("serve", p, "--detach", "--json", "--timeout", "120", env=env, timeout=180)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert json_out(r)["model"] == "tiny"
+    finally:
+        llmctl("stop", "lc-installed", env=env, timeout=60)
