@@ -86,8 +86,12 @@ def render(
     r = resolve(file, decide_device=False)
     plan = r.plan
     report = _check_flags(r) if check_flags else None
+    from llmdeploy_cli.engine_env import describe_env
+
+    environment = describe_env(r.backend, r.profile) if r.profile.server.managed else None
     if json_:
         doc = {"name": r.profile.name, "backend": r.profile.backend, **plan.as_dict()}
+        doc["environment"] = environment  # where the engine comes from (docs/engines.md)
         _raise_on_bad_flags(report)  # a failure prints the error envelope instead
         if report is not None:
             doc["flags"] = report.as_dict()
@@ -95,6 +99,8 @@ def render(
         return 0
     for w in plan.warnings:
         warn(w)
+    if environment and not any("environment:" in w for w in plan.warnings):
+        info(f"{r.backend.name}: environment: {environment}")
     if r.profile.server.port == "auto":
         from urllib.parse import urlsplit
 

@@ -92,6 +92,9 @@ def test_no_runtime_section_uses_the_newest_install_for_the_device(engines, tmp_
     assert doc["engine_version"] == "4.1.0" and doc["version_source"].startswith("dist-info:")
     # render says which environment it uses
     assert any("engine:xinference@4.1.0:cpu" in w for w in doc["warnings"])
+    assert doc["environment"] == (
+        f"installed by llmctl engine install (engine:xinference@4.1.0:cpu, {new_cpu})"
+    )
     doc, _ = render(xinf_profile(tmp_path, "cuda"), capsys)
     assert doc["steps"][0]["argv"][0] == str(new_cuda / "bin" / "xinference-local")
 
@@ -111,9 +114,14 @@ def test_auto_or_unset_device_prefers_this_machines_device(engines, tmp_path, ca
     assert doc["steps"][0]["argv"][0] == str(cuda / "bin" / "xinference-local")
 
 
-def test_nothing_installed_falls_back_to_path(engines, tmp_path, capsys):
+def test_nothing_installed_falls_back_to_path(engines, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
     doc, _ = render(xinf_profile(tmp_path, "cpu"), capsys)
     assert doc["steps"][0]["argv"][0] == "xinference-local"
+    assert doc["environment"] == "PATH (xinference-local not found)"
+    capsys.readouterr()
+    assert main(["render", str(xinf_profile(tmp_path, "cpu"))]) == 0
+    assert "xinference: environment: PATH (xinference-local not found)" in capsys.readouterr().err
     assert not any("environment:" in w for w in doc["warnings"])
     # an install for the other device is not used for an explicit device
     xinference_env(engines, "4.1.0", "cuda")
