@@ -151,8 +151,9 @@ def executable_for_argv(backend: Backend, profile: Profile) -> str:
 
 def binary_version(backend: Backend, profile: Profile) -> tuple[str, str] | None:
     """(version, executable) from the engine's own binary, for a backend that declares how
-    to ask it (`version_argv`, and `version_from_output(text)` to parse the answer): engines
-    without a Python distribution (Ollama: `ollama -v`). None when it cannot be read."""
+    to ask it (`version_argv`, `version_env` set for the call, and `version_from_output(text)`
+    to parse the answer): engines without a Python distribution (Ollama: `ollama -v`).
+    None when it cannot be read."""
     argv = getattr(backend, "version_argv", None)
     parse = getattr(backend, "version_from_output", None)
     if not argv or parse is None:
@@ -162,9 +163,11 @@ def binary_version(backend: Backend, profile: Profile) -> tuple[str, str] | None
         return None
     import subprocess
 
+    env = {**os.environ, **(getattr(backend, "version_env", None) or {})}
     try:
         proc = subprocess.run(
             [exe, *argv],
+            env=env,
             capture_output=True,
             text=True,
             errors="replace",

@@ -129,7 +129,10 @@ class OllamaBackend(Backend):
         ),
     )
     # The version is read from the binary (`ollama -v`): its own version is the client's.
+    # OLLAMA_HOST points it at a closed local port, so it never waits on (or reports) a
+    # server somewhere else: it prints "client version is X" at once.
     version_argv = ("-v",)
+    version_env = {"OLLAMA_HOST": "127.0.0.1:9"}
     # Ollama reads none of HF_OFFLINE; server_env sets them anyway (the offline contract).
     # The model store: OLLAMA_MODELS, else ~/.ollama/models for `ollama serve` as the user;
     # the Linux service (install.sh: user ollama, home /usr/share/ollama) keeps its own.

@@ -243,7 +243,14 @@ def fake_ollama(folder: Path, version: str, *, server_running: bool = False) -> 
             'echo "Warning: could not connect to a running Ollama instance" >&2\n'
             f'echo "Warning: client version is {version}" >&2'
         )
-    exe.write_text(f'#!/bin/sh\nif [ "$1" = "-v" ]; then\n{body}\nexit 0\nfi\nexit 3\n')
+    # like the real one, it reports the server at OLLAMA_HOST when one answers there: llmctl
+    # points it at a closed port, so only a stray OLLAMA_HOST would make it say "running"
+    exe.write_text(
+        '#!/bin/sh\nif [ "$1" = "-v" ]; then\n'
+        'if [ "$OLLAMA_HOST" != "127.0.0.1:9" ]; then echo "ollama version is 9.9.9"; '
+        "exit 0; fi\n"
+        f"{body}\nexit 0\nfi\nexit 3\n"
+    )
     exe.chmod(0o755)
     return exe
 
