@@ -14,11 +14,18 @@ PROFILES = ROOT / "profiles"
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
 
+# The engines folder CI keeps its engine installs in (.ci/run exports it): the engine tests
+# install into it and reuse it. Every other test gets an empty one (under its state dir),
+# since a profile with no runtime section runs the engine installed there (docs/engines.md).
+CI_ENGINES_DIR = os.environ.get("LLMCTL_ENGINES_DIR")
+
+
 @pytest.fixture(autouse=True)
 def _isolated_state(tmp_path_factory, monkeypatch):
     """Every test gets its own llmctl state dir, so nothing leaks between tests."""
     state = tmp_path_factory.mktemp("state")
     monkeypatch.setenv("LLMCTL_STATE_DIR", str(state))
+    monkeypatch.delenv("LLMCTL_ENGINES_DIR", raising=False)
     monkeypatch.delenv("LLMCTL_DEBUG", raising=False)
     return state
 

@@ -34,7 +34,9 @@ API_KEY = "sk-llmctl-e2e-0123456789abcdef"
 
 
 def engines_dir() -> Path:
-    return Path(os.environ.get("LLMCTL_ENGINES_DIR") or "~/.cache/llmctl-ci/engines").expanduser()
+    from tests.conftest import CI_ENGINES_DIR  # $LLMCTL_ENGINES_DIR as the run was started
+
+    return Path(CI_ENGINES_DIR or "~/.cache/llmctl-ci/engines").expanduser()
 
 
 @pytest.fixture(scope="module")
