@@ -220,17 +220,18 @@ class Gateway:
     spec: GatewayFile
     models: dict[str, GatewayModel] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    _names: dict | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
         return self.spec.name
 
     def by_request_name(self) -> dict[str, GatewayModel]:
-        out: dict[str, GatewayModel] = {}
-        for m in self.models.values():
-            for n in m.names():
-                out[n] = m
-        return out
+        """Request name (served name or alias) -> model; built once (a loaded gateway is
+        not changed: a reload makes a new one)."""
+        if self._names is None:
+            self._names = {n: m for m in self.models.values() for n in m.names()}
+        return self._names
 
 
 def is_loopback(host: str) -> bool:

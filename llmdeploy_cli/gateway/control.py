@@ -43,9 +43,8 @@ def _record(gw: Gateway, url: str):
 
 def serve_foreground(gw: Gateway, on_event=None, environ: dict | None = None) -> int:
     """Run the gateway in this process until SIGINT/SIGTERM/SIGHUP; returns the exit code."""
-    import asyncio
-
     from llmdeploy_cli.gateway.server import run_gateway
+    from llmdeploy_cli.openai_http.clients import run as run_loop
     from llmdeploy_cli.supervise import state as st_mod
     from llmdeploy_cli.supervise.stopflag import on_signals
 
@@ -70,7 +69,7 @@ def serve_foreground(gw: Gateway, on_event=None, environ: dict | None = None) ->
 
     try:
         with on_signals(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as stop:
-            asyncio.run(run_gateway(gw, environ, stop, on_event=events))
+            run_loop(run_gateway(gw, environ, stop, on_event=events))  # uvloop if there
             signum = getattr(stop, "signum", None)
         return 128 + int(signum) if signum else 0
     finally:

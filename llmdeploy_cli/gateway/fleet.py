@@ -291,6 +291,10 @@ class Fleet:
                 with contextlib.suppress(Exception):
                     await slot.handle.stop()
                 slot.handle = None
+            if isinstance(e, asyncio.CancelledError):  # the gateway is closing
+                slot.phase = ""
+                self._to(slot, STOPPED, "start cancelled")
+                raise
             slot.failures += 1
             pol = slot.model.profile.restart
             delay = min(pol.backoff_max, pol.backoff_initial * 2 ** (slot.failures - 1))
@@ -299,8 +303,6 @@ class Fleet:
             slot.phase = ""
             self._metric("start", slot.name, time.monotonic() - t0, ok=False)
             self._to(slot, FAILED, f"{e}; retry after {delay:g} s")
-            if isinstance(e, asyncio.CancelledError):
-                raise
         else:
             slot.failures, slot.error, slot.phase = 0, None, ""
             slot.loaded_at = slot.last_used = time.monotonic()

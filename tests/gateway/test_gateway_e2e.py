@@ -301,3 +301,24 @@ def test_shutdown_lets_an_in_flight_request_finish(gateway):
     assert done.get("n", 0) != 0
     assert g.proc.wait(30) in (0, 143)
     assert wait_gone(str(g.gguf)) == [] and port_free(g.port)
+
+
+def test_detach_then_stop_leaves_nothing(tmp_path, tiny_gguf):
+    g = Gw(tmp_path, tiny_gguf, ["a"], "profiles: [profiles/a.yml]\n")
+    out = run("gateway", "serve", g.file, "--detach", "--json", env=g.env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    import json
+
+    doc = json.loads(out.stdout)
+    assert doc["url"] == g.url and doc["pid"]
+    try:
+        assert g.chat("a").model == "a" and len(g.engine_of("a")) == 1
+        status = run("status", "--json", env=g.env)
+        assert "gwt" in status.stdout and "gwt.a" in status.stdout
+    finally:
+        out = run("stop", "gwt", env=g.env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert wait_gone(str(g.gguf)) == [] and port_free(g.port)
+    import psutil
+
+    assert not psutil.pid_exists(doc["pid"]) or psutil.Process(doc["pid"]).status() == "zombie"
