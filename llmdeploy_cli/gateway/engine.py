@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 KEY_ENV = "LLMCTL_GATEWAY_ENGINE_KEY"
+BIND_TRIES = 3  # ports tried when the one picked is taken before the engine binds it
 
 
 class Handle(Protocol):
@@ -54,8 +55,6 @@ class ServedEngine:
 
     def __init__(self, model, gateway_name: str, environ: dict, on_event=None):
         from llmdeploy_cli.gateway.caps import takes_api_key
-        from llmdeploy_cli.netutil import free_port
-        from llmdeploy_cli.resolve import resolve_profile
 
         p = model.profile
         env = dict(environ)
@@ -74,15 +73,10 @@ class ServedEngine:
             update = {"name": update["name"]}
         profile = p.model_copy(update=update)
         profile._source, profile._path = p._source, p._path
-        port = free_port() if p.server.managed else None
-        self.resolved = resolve_profile(
-            profile, env, port=port, engine_version=model.resolved.plan.engine_version
-        )
-        ep = self.resolved.plan.endpoint
-        self.base_url = ep.base_url
-        self.model = ep.model
-        self.api_key = ep.api_key(env)
-        self.environ = env
+        self.profile, self.environ = profile, env
+        self.engine_version = model.resolved.plan.engine_version
+        self.managed = p.server.managed
+        self._resolve()
         self.profile_path = model.profile_path
         self.on_event = on_event
         self.stop_flag = threading.Event()
@@ -91,11 +85,25 @@ class ServedEngine:
         self.thread: threading.Thread | None = None
         self.pgid: int | None = None
 
+    def _resolve(self) -> None:
+        """Render the profile on a port free now (a managed engine) and note where it is."""
+        from llmdeploy_cli.netutil import free_port
+        from llmdeploy_cli.resolve import resolve_profile
+
+        port = free_port() if self.managed else None
+        self.resolved = resolve_profile(
+            self.profile, self.environ, port=port, engine_version=self.engine_version
+        )
+        ep = self.resolved.plan.endpoint
+        self.base_url, self.model = ep.base_url, ep.model
+        self.api_key = ep.api_key(self.environ)
+
     def start(self) -> None:
         self.thread = threading.Thread(target=self._run, name=f"engine {self.model}", daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
+        from llmdeploy_cli.errors import LlmctlError
         from llmdeploy_cli.supervise.serve import FOREGROUND, serve
 
         def on_event(ev) -> None:
@@ -105,16 +113,27 @@ class ServedEngine:
                 self.on_event(ev)
 
         try:
-            serve(
-                self.resolved,
-                FOREGROUND,
-                on_event,
-                profile_path=self.profile_path,
-                stop=self.stop_flag,
-                smoke=False,
-                preflight=True,
-                environ=self.environ,
-            )
+            for attempt in range(BIND_TRIES):
+                try:
+                    serve(
+                        self.resolved,
+                        FOREGROUND,
+                        on_event,
+                        profile_path=self.profile_path,
+                        stop=self.stop_flag,
+                        smoke=False,
+                        preflight=True,
+                        environ=self.environ,
+                    )
+                    break
+                except LlmctlError as e:
+                    # someone took the port between picking it and binding it: another one
+                    taken = "already in use" in f"{e.message} {e.hint or ''}"
+                    if not (taken and self.managed and not self._ready.is_set()):
+                        raise
+                    if attempt == BIND_TRIES - 1:
+                        raise
+                    self._resolve()
         except BaseException as e:  # noqa: BLE001 - handed to the fleet
             self.error = e
         finally:
