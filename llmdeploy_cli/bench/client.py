@@ -6,10 +6,10 @@ pool would cap the concurrency silently), a read timeout rather than a total one
 parsing, delta text and error text come from `openai_http.wire`, transport failures are
 classified by `openai_http.failures`; proxy variables apply to remote URLs only.
 
-Times: `rec.sent` when the request is handed to the client, `rec.written` when its headers
-go out (a trace hook: a busy event loop holding a request inside the client counts as send
-lag), and every chunk's arrival stamped when the bytes that complete it are read, before
-any parsing, so events that came in one read share one time.
+Times: `rec.sent` when the request is handed to the client, `rec.written` when its bytes
+are handed to the socket (a trace hook: a busy event loop holding a request inside the
+client counts as send lag), and every chunk's arrival stamped when the bytes that complete
+it are read, before any parsing, so events that came in one read share one time.
 
 Every failure gets a class (connect, timeout, http_404, http_500, disconnected,
 bad_stream, empty_answer, interrupted, ...) so a report can count them.
@@ -45,7 +45,7 @@ JSON_HEADERS = {"Content-Type": "application/json", "Accept": "text/event-stream
 
 
 def _stamp_written(rec) -> None:
-    if rec is not None:
+    if rec is not None and rec.written is None:  # the first write of the request
         rec.written = now()
 
 
@@ -62,7 +62,7 @@ def make_client(
         timeout=timeout,
         api_key=api_key,
         headers=JSON_HEADERS,
-        on_headers_sent=_stamp_written,
+        on_request_sent=_stamp_written,
     )
 
 

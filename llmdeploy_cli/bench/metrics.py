@@ -33,7 +33,7 @@ class RequestRecord:
     due: float = 0.0  # when the schedule wanted it sent
     slot: float = 0.0  # when a concurrency slot was free (== due without a cap)
     sent: float = 0.0  # when the client started the request (TTFT and E2E count from here)
-    written: float | None = None  # when httpx began writing it to the socket
+    written: float | None = None  # when its bytes were handed to the socket
     ok: bool = False
     error_class: str | None = None  # connect, timeout, http_404, http_500, disconnected, ...
     error: str | None = None
@@ -83,8 +83,9 @@ class RequestRecord:
     def send_lag(self) -> float:
         """How late the request went out, after it was due and a slot was free.
 
-        Measured to the moment httpx began writing it (when known), so the time a busy
-        event loop holds a request inside httpx counts as lag, not only the scheduler's.
+        Measured to the moment its bytes were handed to the socket (when known), so the
+        time a busy event loop holds a request inside the client counts as lag, not only
+        the scheduler's.
         """
         out = self.written if self.written is not None else self.sent
         return max(0.0, out - max(self.due, self.slot))

@@ -6,7 +6,7 @@
   REST actions: synchronous and threaded; no retries, explicit timeouts).
 - `async_session(...)`: an `aiohttp.ClientSession` (bench, the gateway): a pool as large as
   the concurrency, no retries, a read timeout per request, no total timeout, and an optional
-  hook called when a request's headers go out (bench's send-lag stamp).
+  hook called when a request goes out to the socket (bench's send-lag stamp).
 - `run(coro)`: asyncio.run on uvloop where installed (about 15 % less CPU per request in
   bench, docs/benchmarks.md), on the standard loop elsewhere.
 
@@ -71,13 +71,17 @@ def async_session(
     api_key: str | None = None,
     connect: float = 10.0,
     headers: dict[str, str] | None = None,
-    on_headers_sent: Callable[[Any], None] | None = None,
+    on_request_sent: Callable[[Any], None] | None = None,
 ) -> aiohttp.ClientSession:
     """An async session for the server at `url`; open it with `async with` inside the loop.
 
     `timeout` is the read timeout (the longest quiet gap while waiting for bytes), not a
-    total: a long stream that keeps sending is never cut. `on_headers_sent(ctx)` is called
-    when a request's headers are written, with the `trace_request_ctx=` that request passed.
+    total: a long stream that keeps sending is never cut. `on_request_sent(ctx)` is called
+    as a request's bytes are handed to the socket (aiohttp's chunk-sent trace: it fires
+    right before each body write, which carries the buffered headers; a request may call
+    it more than once), with the `trace_request_ctx=` that request passed. (aiohttp's
+    headers-sent trace fires when the headers are only buffered: on Python 3.11 the body
+    write, and with it the request, goes out one event-loop turn later.)
     """
     import aiohttp
 
@@ -88,13 +92,13 @@ def async_session(
         ttl_dns_cache=300,
     )
     traces = []
-    if on_headers_sent is not None:
+    if on_request_sent is not None:
         tc = aiohttp.TraceConfig()
 
         async def sent(session, ctx, params) -> None:
-            on_headers_sent(ctx.trace_request_ctx)
+            on_request_sent(ctx.trace_request_ctx)
 
-        tc.on_request_headers_sent.append(sent)
+        tc.on_request_chunk_sent.append(sent)
         traces.append(tc)
     return aiohttp.ClientSession(
         connector=connector,
