@@ -244,7 +244,8 @@ class LlamacppBackend(Backend):
     def _installed(self, profile: Profile):
         from llmdeploy_cli.engines.store import for_profile
 
-        if profile.runtime.venv or profile.runtime.conda_env or profile.runtime.executable:
+        rt = profile.runtime
+        if rt.venv or rt.conda_env or rt.executable or for_container():
             return None
         return for_profile(self.name, "python3", profile.resources.device)
 
