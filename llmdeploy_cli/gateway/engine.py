@@ -66,7 +66,11 @@ class ServedEngine:
             env[key_env] = os.environ[key_env] = "sk-gw-" + secrets.token_urlsafe(24)
         update = {
             "name": run_name(gateway_name, p.name),
-            "server": p.server.model_copy(update={"host": "127.0.0.1", "api_key_env": key_env}),
+            # only keys the profile or the gateway set: a backend refuses a set key it
+            # cannot honour, even one set to None
+            "server": p.server.model_copy(
+                update={"host": "127.0.0.1", **({"api_key_env": key_env} if key_env else {})}
+            ),
             "restart": p.restart.model_copy(update={"policy": "no"}),
         }
         if not p.server.managed:
