@@ -106,6 +106,15 @@ def sse_data(chunks: Iterable[bytes]) -> Iterator[bytes]:
     yield from dec.close()
 
 
+def sse_data_lines(lines: Iterable[str | bytes]) -> Iterator[bytes]:
+    """The data payloads of an SSE stream given as lines without their line endings (what
+    `httpx.Response.iter_lines()` yields)."""
+    dec = SSEDecoder()
+    for line in lines:
+        yield from dec.feed((line.encode() if isinstance(line, str) else line) + b"\n")
+    yield from dec.close()
+
+
 def parse_sse(body: bytes) -> list[bytes]:
     """Every data payload of a whole SSE body."""
     return list(sse_data([body]))
@@ -217,4 +226,5 @@ __all__ = [
     "model_ids",
     "parse_sse",
     "sse_data",
+    "sse_data_lines",
 ]

@@ -17,6 +17,7 @@ from llmdeploy_cli.openai_http.wire import (
     model_ids,
     parse_sse,
     sse_data,
+    sse_data_lines,
 )
 
 STREAM = (
@@ -48,6 +49,12 @@ def test_sse_any_split_gives_the_same_events(cuts):
     points = sorted(set(cuts))
     chunks = [STREAM[a:b] for a, b in zip([0, *points], [*points, len(STREAM)], strict=True)]
     assert list(sse_data(chunks)) == PAYLOADS
+
+
+def test_sse_over_lines_gives_the_same_events():
+    lines = STREAM.decode().replace("\r\n", "\n").split("\n")
+    assert list(sse_data_lines(lines)) == PAYLOADS
+    assert list(sse_data_lines([b"data: a", b"", b"data: b"])) == [b"a", b"b"]
 
 
 def test_sse_decoder_delivers_an_event_as_soon_as_its_blank_line_arrives():
