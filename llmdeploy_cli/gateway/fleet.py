@@ -382,8 +382,7 @@ class Fleet:
                 if (
                     s.state == READY
                     and s.in_flight == 0
-                    and not s.model.pin
-                    and (s.draining or (ttl > 0 and now - s.last_used >= ttl))
+                    and (s.draining or (not s.model.pin and ttl > 0 and now - s.last_used >= ttl))
                 ):
                     self._stop(s, "removed" if s.draining else "ttl")
             await self._wait_change(0.2)

@@ -261,3 +261,21 @@ def test_reload_adds_removes_and_restarts_changed():
         bg.cancel()
 
     run(go())
+
+
+def test_a_changed_pinned_model_restarts_on_reload():
+    async def go():
+        f, log = fleet([model("p", pin=True)])
+        bg = asyncio.create_task(f.run())
+        await use(f, "p")
+        changed = model("p", pin=True)
+        changed.profile.model_dump_json = lambda: "p2"
+        assert f.apply([changed], {"p": {"host": G}})["changed"] == ["p"]
+        await asyncio.sleep(0.5)
+        assert ("stop", "p") in log
+        await use(f, "p")
+        assert log.count(("start", "p")) == 2
+        await f.close(1)
+        bg.cancel()
+
+    run(go())
