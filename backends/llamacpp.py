@@ -60,7 +60,7 @@ from llmdeploy_cli.capabilities import (
 )
 from llmdeploy_cli.engine_env import env_prefix, executable_for_argv, for_container
 from llmdeploy_cli.errors import ProfileIssue
-from llmdeploy_cli.memory_rules import BaseMemory, MiB, NoPool, Sizing
+from llmdeploy_cli.memory_rules import RUNTIME_RESERVE, BaseMemory, MiB, NoPool, Sizing
 from llmdeploy_cli.profile import Profile
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -85,6 +85,28 @@ RUNNER_OPTIONS = frozenset(
         "webui",
     }
 )
+
+
+class LlamacppMemory(NoPool):
+    """No pre-allocated pool: the KV of the context (-c) plus the layers offloaded (-ngl)."""
+
+    def setting_for_budget(
+        self, plan, budget_bytes: int, card_total: int, free: int, layers: int | None = None
+    ) -> dict | None:
+        """The plan's context, and every layer on the GPU when weights + KV + the CUDA
+        runtime fit the budget and the free memory; otherwise as many whole layers as fit
+        (the rest run on the CPU) when the layer count is known; None when none does."""
+        kv = int(plan.max_model_len * (plan.max_num_seqs or 1) * plan.kv_bytes_per_token)
+        room = min(budget_bytes, free) - RUNTIME_RESERVE - kv
+        out: dict = {"resources.max_model_len": plan.max_model_len}
+        if room >= plan.weights_per_gpu:
+            return {**out, "options.n_gpu_layers": "all"}
+        if not layers or room <= 0:
+            return None
+        n = int(room // (plan.weights_per_gpu / layers))
+        return {**out, "options.n_gpu_layers": n} if n > 0 else None
+
+
 LCP_OPTIONS = frozenset({"n_gpu_layers", "threads", "threads_batch", "flash_attn", "embedding"})
 
 
@@ -144,7 +166,7 @@ class LlamacppBackend(Backend):
         "api_key": "server.api_key_env",
     }
     Options = LlamacppOptions
-    memory = NoPool(
+    memory = LlamacppMemory(
         BaseMemory(
             40 * MiB,
             "measured: xllamacpp runner on CPU with a 0.4 MB GGUF, RSS after one chat "

@@ -215,6 +215,23 @@ class LmdeployMemory(MemoryRule):
             return None
         return {"value": value, "why": f"holds one full {plan.max_model_len}-token request"}
 
+    def setting_for_budget(
+        self, plan, budget_bytes: int, card_total: int, free: int, layers: int | None = None
+    ) -> dict | None:
+        """cache_max_entry_count is a share of the memory free after the weights (and the
+        runtime) at start: the share that keeps weights + runtime + KV within the budget,
+        rounded down to a hundredth (0 < x < 1, the PyTorch engine's bound); None when it
+        would not hold one full request."""
+        fixed = plan.weights_per_gpu + sum(plan.reserve.values())
+        free_after = free - fixed
+        room = min(budget_bytes, free) - fixed
+        if free_after <= 0 or room <= 0:
+            return None
+        value = min(0.95, math.floor(room / free_after * 100) / 100)
+        if value <= 0 or value * free_after < plan.max_model_len * plan.kv_bytes_per_token:
+            return None
+        return {"options.cache_max_entry_count": value}
+
 
 LMDEPLOY_MEMORY = LmdeployMemory(
     BaseMemory(

@@ -150,6 +150,17 @@ class MemoryRule:
         The key is the backend's `remedies.memory_fraction`."""
         return None
 
+    def setting_for_budget(
+        self, plan, budget_bytes: int, card_total: int, free: int, layers: int | None = None
+    ) -> dict | None:
+        """Profile overrides (dotted keys, as `plan` suggestions name them) that keep the
+        engine within `budget_bytes` on one card of `card_total` bytes with `free` bytes free
+        now (what the others resident leave), for a gateway that starts it next to them.
+        `plan` is its MemoryPlan on that card; `layers` the model's layer count where known.
+        {}: nothing to set, the engine takes what its plan says; None: no setting keeps it
+        within the budget and still holds one full request."""
+        return {}
+
     def describe(self) -> dict:
         return {
             "sizing": self.sizing.name.lower(),
@@ -175,6 +186,25 @@ class FractionOfTotal(MemoryRule):
         if value > 0.95:
             return None
         return {"value": value, "why": f"holds one full {plan.max_model_len}-token request"}
+
+    def setting_for_budget(
+        self, plan, budget_bytes: int, card_total: int, free: int, layers: int | None = None
+    ) -> dict | None:
+        """The fraction of the card's total that is at most the budget and at most what is
+        free (the engine refuses to start when its fraction of the total exceeds the free
+        memory), rounded down to a hundredth; None below the fraction of one request."""
+        if card_total <= 0:
+            return None
+        take = min(budget_bytes, free)
+        value = math.floor(take / card_total * 100) / 100
+        one = (
+            plan.weights_per_gpu
+            + sum(plan.reserve.values())
+            + plan.max_model_len * plan.kv_bytes_per_token
+        )
+        if value <= 0 or value * card_total < one:
+            return None
+        return {"resources.gpu_memory_utilization": min(value, 0.95)}
 
 
 class NoPool(MemoryRule):

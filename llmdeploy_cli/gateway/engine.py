@@ -11,6 +11,7 @@ backend takes one. Tests swap in a fake with the same three methods.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import secrets
@@ -18,7 +19,10 @@ import threading
 from dataclasses import dataclass, field
 from typing import Protocol
 
+log = logging.getLogger("llmctl.gateway")
+
 KEY_ENV = "LLMCTL_GATEWAY_ENGINE_KEY"
+GROUP_GONE_WAIT = 30.0  # seconds stop() waits for the engine's process group to be gone
 BIND_TRIES = 3  # ports tried when the one picked is taken before the engine binds it
 
 
@@ -46,17 +50,25 @@ class Upstream:
 
 
 def run_name(gateway: str, profile: str) -> str:
-    """A gateway engine's run name (state, log): distinct from a plain serve of the profile."""
-    return f"{gateway}.{profile}"
+    """A gateway engine's run name, `GATEWAY/PROFILE` (status, logs, `stop`): distinct from
+    a plain serve of the profile, which cannot hold a `/` (state.py maps it in file names)."""
+    from llmdeploy_cli.supervise.state import SEP
+
+    return f"{gateway}{SEP}{profile}"
 
 
 class ServedEngine:
     """One model served by supervise.serve() in its own thread."""
 
-    def __init__(self, model, gateway_name: str, environ: dict, on_event=None):
+    def __init__(self, model, gateway_name: str, environ: dict, on_event=None, need=None, gpus=()):
+        from llmdeploy_cli.gateway import sizing
         from llmdeploy_cli.gateway.caps import takes_api_key
 
-        p = model.profile
+        # an engine that sizes itself is told the share the fit counts for it (sizing.py)
+        self.sizing = sizing.start_overrides(model, need or {}, list(gpus))
+        if self.sizing:
+            log.info("%s: started with %s", model.name, self.sizing)
+        p = sizing.apply(model.profile, self.sizing)
         env = dict(environ)
         key_env = p.server.api_key_env
         if key_env is None and takes_api_key(model.backend):
@@ -112,6 +124,7 @@ class ServedEngine:
 
         def on_event(ev) -> None:
             if ev.kind == "ready":
+                self._note_group()
                 self._ready.set()
             if self.on_event is not None:
                 self.on_event(ev)
@@ -156,19 +169,47 @@ class ServedEngine:
     def alive(self) -> bool:
         return self.thread is not None and self.thread.is_alive() and self.error is None
 
+    def _note_group(self) -> None:
+        """The engine's process group, from its run's state (for stop to wait on)."""
+        from llmdeploy_cli.supervise import state as st_mod
+
+        st = st_mod.load(self.profile.name)
+        if st is not None and st.pgid:
+            self.pgid = st.pgid
+
     async def stop(self) -> None:
+        """Stop the engine; return once its thread has ended and its process group is gone
+        (bounded), so the next start finds the memory free."""
         self.stop_flag.set()
+        loop = asyncio.get_running_loop()
         if self.thread is not None:
-            loop = asyncio.get_running_loop()
             await loop.run_in_executor(None, self.thread.join)
+        if self.pgid:
+            await loop.run_in_executor(None, wait_group_gone, self.pgid, GROUP_GONE_WAIT)
+
+
+def wait_group_gone(pgid: int, timeout: float) -> bool:
+    """Wait until no process of group `pgid` is left; False if some still are after
+    `timeout` seconds."""
+    import time
+
+    from llmdeploy_cli.supervise.procgroup import group_members
+
+    deadline = time.monotonic() + timeout
+    while group_members(pgid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def real_starter(gateway_name: str, environ: dict, on_event=None):
     """The fleet's start seam for real engines."""
 
-    def start(model) -> ServedEngine:
-        eng = ServedEngine(model, gateway_name, environ, on_event)
+    def start(model, need=None, gpus=()) -> ServedEngine:
+        eng = ServedEngine(model, gateway_name, environ, on_event, need, gpus)
         eng.start()
         return eng
 
+    start.sizes = True  # the fleet passes the model's need and the GPUs as they are now
     return start

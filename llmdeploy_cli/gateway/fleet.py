@@ -20,7 +20,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from llmdeploy_cli.gateway import fit
+from llmdeploy_cli.gateway import fit, sizing
 
 log = logging.getLogger("llmctl.gateway")
 
@@ -124,8 +124,25 @@ class Lease:
 
 
 class Fleet:
-    def __init__(self, models, budgets: dict[str, int], needs: dict, starter, *, metrics=None):
+    def __init__(
+        self,
+        models,
+        budgets: dict[str, int],
+        needs: dict,
+        starter,
+        *,
+        metrics=None,
+        gpu_query=None,
+    ):
+        """`starter(model)` -> Handle; a starter with `sizes = True` is called as
+        `starter(model, need, gpus)` to size the engine (sizing.py). `gpu_query()` lists the
+        GPUs (models/gpus.py's figures); by default asked when a budget is a GPU's."""
         self.budgets = budgets
+        if gpu_query is None and any(d.startswith("gpu:") for d in budgets):
+            gpu_query = sizing.query
+        self.gpu_query = gpu_query
+        self.gpu_free_wait = sizing.GPU_FREE_WAIT
+        self.last_gpu_stop = float("-inf")  # when an engine on a GPU last stopped
         self.slots: dict[str, Slot] = {m.name: Slot(m, needs[m.name]) for m in models}
         self.starter = starter
         self.metrics = metrics
@@ -276,8 +293,12 @@ class Fleet:
                 await self._wait_change(0.25)
             self.start_queue.remove(slot)
             self._notify()
+            gpus = await self._gpus_for(slot)
             slot.phase = "spawning"
-            handle = self.starter(slot.model)
+            if getattr(self.starter, "sizes", False):
+                handle = self.starter(slot.model, slot.need, gpus)
+            else:
+                handle = self.starter(slot.model)
             slot.handle = handle
             await handle.wait_ready()
         except _Unwanted:
@@ -311,6 +332,34 @@ class Fleet:
         finally:
             slot.start_task = None
 
+    async def _gpus_for(self, slot: Slot) -> list:
+        """The GPUs as they are now, for a start that needs GPU memory. After a stop, wait
+        (bounded by gpu_free_wait) until they report the memory the start needs as free."""
+        if self.gpu_query is None or not sizing.gpu_needs(slot.need):
+            return []
+        recent = time.monotonic() - self.last_gpu_stop < self.gpu_free_wait
+        wait = self.gpu_free_wait if recent else 0.0
+        slot.phase = "waiting for GPU memory"
+        loop = asyncio.get_running_loop()
+        gpus, missing = await loop.run_in_executor(
+            None, sizing.wait_free, slot.need, wait, self.gpu_query, lambda: self.closing
+        )
+        for i, (free, want) in missing.items():
+            log.info(
+                "%s: gpu:%d has %.2f GiB free of the %.2f GiB it needs%s",
+                slot.name,
+                i,
+                free / 2**30,
+                want / 2**30,
+                f" after {wait:g} s" if wait else "",
+            )
+        return gpus
+
+    def _gone(self, slot: Slot) -> None:
+        """An engine of `slot` stopped or died: a start on a GPU waits for its memory."""
+        if sizing.gpu_needs(slot.need):
+            self.last_gpu_stop = time.monotonic()
+
     def _holds(self, s: Slot, wanted: Slot) -> bool:
         """Does `s` hold memory now (the fit counts it)?"""
         if s is wanted:
@@ -332,7 +381,8 @@ class Fleet:
                 await self._wait_change(0.5)
             h, slot.handle = slot.handle, None
             if h is not None:
-                await h.stop()
+                await h.stop()  # returns once the engine's process group is gone
+                self._gone(slot)
             for fut in list(slot.waiters):
                 if not fut.done():
                     fut.set_result(None)  # they retry and start it again if still wanted
@@ -363,6 +413,7 @@ class Fleet:
     def _crashed(self, s: Slot) -> None:
         s.error = StartFailed(f"the engine of '{s.name}' exited")
         s.handle = None
+        self._gone(s)
         self._metric("stop", s.name, "crashed")
         self._to(s, STOPPED, "the engine exited")
 
