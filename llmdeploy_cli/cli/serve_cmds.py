@@ -311,12 +311,15 @@ def stop(
     if (name is None) == (not all_):
         raise UsageError("give a NAME or --all", hint="see llmctl status")
     names = st_mod.names() if all_ else [name]
-    if name and "/" in name:  # NAME/PROFILE: unload one model of gateway NAME
+    # a gateway's models go with their gateway (their supervisor is the gateway process)
+    names = [n for n in names if st_mod.SEP not in n or n.split(st_mod.SEP)[0] not in names]
+    if name and st_mod.SEP in name:  # NAME/PROFILE: unload one model of gateway NAME
         from llmdeploy_cli.gateway.control import unload
 
-        results = [unload(*name.split("/", 1))]
+        results = [unload(*name.split(st_mod.SEP, 1))]
     else:
         if name is not None and st_mod.load(name) is None:
+            _gateway_model_or_refuse(name)
             _known_or_refuse(name)
         results = [control.stop_run(n) for n in names]
     if json_:
@@ -329,6 +332,24 @@ def stop(
             else:
                 info(f"{r['name']}: not running")
     return 0
+
+
+def _gateway_model_or_refuse(name: str) -> None:
+    """`stop GATEWAY.PROFILE` (the old spelling of a gateway's model) would read as a run
+    of its own: refuse it with the right spelling rather than guess."""
+    from llmdeploy_cli.errors import UsageError
+    from llmdeploy_cli.supervise import control
+    from llmdeploy_cli.supervise import state as st_mod
+
+    gateways = [st.name for st, live in control.runs() if st.backend == "gateway"]
+    models = [f"{g}{st_mod.SEP}{name[len(g) + 1 :]}" for g in gateways if name.startswith(g + ".")]
+    for other in models + control.known_names():
+        gw, sep, profile = other.partition(st_mod.SEP)
+        if sep and name == f"{gw}.{profile}":
+            raise UsageError(
+                f"no run is named '{name}'; gateway '{gw}' serves '{other}'",
+                hint=f"llmctl stop {other} unloads that model; llmctl stop {gw} stops the gateway",
+            )
 
 
 def _known_or_refuse(name: str) -> None:

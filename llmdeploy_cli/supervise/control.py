@@ -137,6 +137,8 @@ def known_names() -> list[str]:
     for p in st_mod.logs_dir().glob("*.log"):
         if not p.name.endswith(".supervisor.log"):
             names.add(p.name[: -len(".log")])
+    for p in st_mod.logs_dir().glob("*/*.log"):  # a gateway's engines: GATEWAY/PROFILE
+        names.add(f"{p.parent.name}{st_mod.SEP}{p.name[: -len('.log')]}")
     return sorted(names)
 
 

@@ -5,6 +5,10 @@
     $STATE/runs/NAME.lock   held (flock) by the supervisor for as long as it runs
     $STATE/logs/NAME.log    the engine's log (kept after a stop, for `llmctl logs`)
 
+A gateway's engines are runs named `GATEWAY/PROFILE` (profile names never hold `/` nor
+`+`): their state and lock are `runs/GATEWAY+PROFILE.*` (no `/` in a file name) and their
+logs sit in the gateway's folder, `logs/GATEWAY/PROFILE.log`.
+
 Directories are 0700 and files 0600: a run's state says where its server listens and its
 log may hold engine output, neither of which other users need. Secrets are never written.
 
@@ -48,11 +52,31 @@ def logs_dir() -> Path:
     return paths.logs_dir()
 
 
+SEP = "/"  # GATEWAY/PROFILE: one model of a gateway
+_FILE_SEP = "+"  # its stand-in in file names (never in a profile name)
+
+
+def file_stem(name: str) -> str:
+    """A run name as a file name: `GATEWAY/PROFILE` -> `GATEWAY+PROFILE`."""
+    return name.replace(SEP, _FILE_SEP)
+
+
+def name_of_stem(stem: str) -> str:
+    return stem.replace(_FILE_SEP, SEP)
+
+
 def state_path(name: str) -> Path:
-    return runs_dir() / f"{name}.json"
+    return runs_dir() / f"{file_stem(name)}.json"
 
 
 def log_path(name: str) -> Path:
+    """logs/NAME.log; a gateway engine's log is in its gateway's folder,
+    logs/GATEWAY/PROFILE.log."""
+    if SEP in name:
+        gateway, profile = name.split(SEP, 1)
+        folder = logs_dir() / gateway
+        folder.mkdir(mode=0o700, exist_ok=True)
+        return folder / f"{file_stem(profile)}.log"
     return logs_dir() / f"{name}.log"
 
 
@@ -140,7 +164,7 @@ def remove(name: str) -> None:
 
 
 def names() -> list[str]:
-    return sorted(p.stem for p in runs_dir().glob("*.json"))
+    return sorted(name_of_stem(p.stem) for p in runs_dir().glob("*.json"))
 
 
 # -- the run lock ---------------------------------------------------------------------------
@@ -154,7 +178,7 @@ class RunLock:
     """
 
     def __init__(self, name: str):
-        self.path = runs_dir() / f"{name}.lock"
+        self.path = runs_dir() / f"{file_stem(name)}.lock"
         self.fd: int | None = None
 
     def acquire(self) -> bool:
@@ -178,7 +202,7 @@ class RunLock:
 def is_locked(name: str) -> bool:
     """Whether a supervisor holds NAME's lock. Opens the lock read-only and creates
     nothing, so `status` works on a state folder that has become read-only."""
-    path = runs_dir() / f"{name}.lock"
+    path = runs_dir() / f"{file_stem(name)}.lock"
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:

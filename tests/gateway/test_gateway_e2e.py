@@ -314,7 +314,21 @@ def test_detach_then_stop_leaves_nothing(tmp_path, tiny_gguf):
     try:
         assert g.chat("a").model == "a" and len(g.engine_of("a")) == 1
         status = run("status", "--json", env=g.env)
-        assert "gwt" in status.stdout and "gwt.a" in status.stdout
+        names = [r["name"] for r in json.loads(status.stdout)["runs"]]
+        assert sorted(names) == ["gwt", "gwt/a"]
+        human = run("status", env=g.env).stdout
+        assert "gwt/a " in human
+        state = Path(g.env["LLMCTL_STATE_DIR"])
+        assert (state / "logs" / "gwt" / "a.log").exists()  # in the gateway's folder
+        assert sorted(p.name for p in (state / "runs").glob("*.json")) == [
+            "gwt+a.json",
+            "gwt.gateway.json",
+            "gwt.json",
+        ]
+        assert run("logs", "gwt/a", env=g.env).returncode == 0
+        old = run("stop", "gwt.a", env=g.env)  # the old spelling: refused, gateway left up
+        assert old.returncode == 2 and "llmctl stop gwt/a" in old.stderr
+        assert g.chat("a").model == "a"
     finally:
         out = run("stop", "gwt", env=g.env, timeout=60)
     assert out.returncode == 0, out.stderr
