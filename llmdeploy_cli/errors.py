@@ -14,6 +14,7 @@ class ExitCode(IntEnum):
     NOT_READY = 4  # not ready in time
     UNREACHABLE = 5  # endpoint unreachable
     ASSERTION = 6  # smoke expectation or bench --fail-if
+    REQUESTS_FAILED = 7  # bench ran, and requests of it failed
 
 
 # What a failed engine adds to its error: envelope key, attribute (serve, docs/serve.md).

@@ -21,6 +21,8 @@ from llmdeploy_cli.bench.schedule import arrivals, schedule
 from llmdeploy_cli.bench.workload import Prompt
 from llmdeploy_cli.errors import LlmctlError, UnreachableError, UsageError
 
+SIZE_PROBES = (16, 64)  # words in the two prompts that measure the server's tokens per word
+
 
 class BenchLoop:
     def __init__(self, cfg: BenchConfig, progress: Progress | None):
@@ -43,6 +45,12 @@ class BenchLoop:
         self.run_id = f"{datetime.now():%H%M%S}"
 
     # -- plumbing ------------------------------------------------------------------------------
+    def _note(self, text: str) -> None:
+        """A note for the result, and for the progress callback at once (a CI log sees it
+        when it happens, not at the end)."""
+        self.notes.append(text)
+        self.progress({"phase": "note", "text": text})
+
     def _prompt(self, i: int) -> Prompt:
         ps = self.cfg.workload.prompts
         return ps[i % len(ps)]
@@ -103,8 +111,13 @@ class BenchLoop:
         cfg = self.cfg
         if not self.model:
             self.model = await self._first_model()
+        words = cfg.workload.source == "random-words" and cfg.workload.input_lens is not None
+        if cfg.check and not self.embedding and words:
+            await self._size_words()
         if cfg.check and not self.embedding:
             await self._check_context()
+        for text in cfg.workload.notes:  # how the prompts were made, said before the run
+            self.progress({"phase": "note", "text": text})
         if cfg.check:
             await self._check()
         if cfg.warmup and not self.interrupted:
@@ -137,7 +150,7 @@ class BenchLoop:
             )
         if not ids:
             raise LlmctlError(f"{self.cfg.base_url}/models lists no model", hint="pass --model")
-        self.notes.append(f"no --model given: using the first listed model, '{ids[0]}'")
+        self._note(f"no --model given: using the first listed model, '{ids[0]}'")
         return ids[0]
 
     async def _list_models(self) -> list[str] | None:
@@ -151,6 +164,34 @@ class BenchLoop:
             f"cannot reach {self.cfg.base_url}: connection refused",
             hint="is the server running? `llmctl serve FILE` starts it; check host and port",
         )
+
+    async def _size_words(self) -> None:
+        """Random words with no local tokenizer: two probe prompts (SIZE_PROBES words, one
+        token asked) and the server's usage.prompt_tokens give its tokens per word and the
+        chat template's share; the prompts are remade to their token lengths with that.
+        A server that counts no usage (or refuses the probes) leaves them as words."""
+        import random
+
+        from llmdeploy_cli.bench.workload import WORDS, size_words
+
+        rng = random.Random(self.cfg.seed + 7)
+        counts = []
+        for k, n in enumerate(SIZE_PROBES):
+            text = " ".join(rng.choice(WORDS) for _ in range(n))
+            rec = RequestRecord(-1, request_id=f"llmctl-size-{self.run_id}-{k}")
+            await self._send(rec, Prompt([{"role": "user", "content": text}], None, 1), False)
+            if rec.error_class in ("connect", "connect_timeout"):
+                raise self._unreachable()
+            if not rec.ok or rec.prompt_source != "usage":
+                return
+            counts.append(rec.prompt_tokens)
+        (n1, n2), (t1, t2) = SIZE_PROBES, counts
+        per_word = (t2 - t1) / (n2 - n1)
+        if per_word <= 0:
+            return
+        size_words(self.cfg.workload, per_word, t1 - n1 * per_word, self.cfg.seed, 2)
+        self.notes = [n for n in self.notes if not n.startswith("no local tokenizer")]
+        self._note(self.cfg.workload.notes[-1])
 
     async def _check_context(self) -> None:
         """Where the server says its context length, refuse prompts that cannot fit."""
@@ -168,8 +209,11 @@ class BenchLoop:
             n = p.prompt_len
             if n is None and words:
                 n = len((p.messages[-1].get("content") or "").split())
+                sz = self.cfg.workload.sizing or {}
+                if sz.get("by") == "server-usage":  # the server's own count, as measured
+                    n = round(n * sz["tokens_per_word"] + sz["template_tokens"])
             need = max(need, (n or 0) + (p.output_len or 0))
-        self.notes.append(f"the server gives '{self.model}' a context of {ctx} tokens")
+        self._note(f"the server gives '{self.model}' a context of {ctx} tokens")
         if need > ctx:
             raise UsageError(
                 f"the prompts need up to {need} tokens (input + output) but the server gives "
@@ -199,7 +243,7 @@ class BenchLoop:
             again = await self._send(RequestRecord(-1), probe, force=False)
             if again.ok:
                 self.force = False
-                self.notes.append(
+                self._note(
                     f"the server refused ignore_eos/min_tokens ({rec.status}: {rec.error}); "
                     "output length is not forced, answers may stop early"
                 )
@@ -216,7 +260,7 @@ class BenchLoop:
                 "for exact token lengths)",
             )
         if not rec.ok:
-            self.notes.append(f"the check request failed ({rec.error_class}: {rec.error})")
+            self._note(f"the check request failed ({rec.error_class}: {rec.error})")
 
     async def _model_error(self, rec: RequestRecord) -> LlmctlError:
         ids = await self._list_models()
@@ -311,7 +355,7 @@ class BenchLoop:
 
     def _lose_server(self) -> None:
         self.server_lost = True
-        self.notes.append(
+        self._note(
             f"lost the server: {LOST_AFTER} connections in a row were refused; "
             "stopped sending, the result is partial"
         )
@@ -338,7 +382,7 @@ class BenchLoop:
         if self.interrupted:  # a worker may hear it twice (terminal and parent)
             return
         self.interrupted = True
-        self.notes.append("interrupted (Ctrl-C): the result holds what was measured")
+        self._note("interrupted (Ctrl-C): the result holds what was measured")
         if self.cfg.shard[1] == 1:
             self._remove_sigint()  # a second Ctrl-C stops at once
         if self.dispatcher is not None:
@@ -408,6 +452,7 @@ class BenchLoop:
                 "workload": {
                     "source": cfg.workload.source,
                     "prompts": len(cfg.workload.prompts),
+                    "sizing": cfg.workload.sizing,
                 },
                 "config": {
                     "concurrency": cfg.concurrency,

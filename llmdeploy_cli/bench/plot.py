@@ -77,7 +77,7 @@ def draw(path: Path, runs: list[Series], title: str, sweep: str | None = None) -
         for s in runs:
             values = getattr(s, key)
             if values:
-                _cdf(ax, values, s.label.split("=")[-1] or f"{len(values)} values")
+                _cdf(ax, values, legend_label(s, len(values)))
                 drawn = True
         ax.set_title(f"{name} (CDF)")
         ax.set_xlabel("ms")
@@ -98,13 +98,34 @@ def draw(path: Path, runs: list[Series], title: str, sweep: str | None = None) -
         _throughput_panel(flat[len(metrics)], runs, sweep, embedding)
     for ax in flat[panels:]:
         ax.set_visible(False)
-    fig.suptitle(title, fontsize="medium")
+    title = failed_title(title, runs)
+    fig.suptitle(title, fontsize="medium", color="red" if title.count("\n") else None)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def legend_label(s: Series, values: int) -> str:
+    """A curve's name; a point with failed requests says how many (its curve holds the
+    requests that completed only)."""
+    base = s.label.split("=")[-1] or f"{values} values"
+    failed = s.result.get("failed") or 0
+    if failed:
+        total = failed + (s.result.get("completed") or 0)
+        base += f" ({failed}/{total} FAILED)"
+    return base
+
+
+def failed_title(title: str, runs: list[Series]) -> str:
+    """The figure's title, with the failed requests of every point when there are any."""
+    failed = sum(s.result.get("failed") or 0 for s in runs)
+    if not failed:
+        return title
+    total = failed + sum(s.result.get("completed") or 0 for s in runs)
+    return f"{title}\n{failed} of {total} requests FAILED (not in the curves)"
 
 
 def _log_if_wide(ax, values: list[float]) -> None:
@@ -124,7 +145,8 @@ def _throughput_panel(ax, runs: list[Series], sweep: str, embedding: bool) -> No
             if x is not None and y is not None:
                 xs.append(x)
                 ys.append(y)
-                labels.append(s.label.split("=")[-1])
+                failed = s.result.get("failed") or 0
+                labels.append(s.label.split("=")[-1] + (f" ({failed} failed)" if failed else ""))
         ax.plot(xs, ys, marker=marker, label=f"{stat} {lat.upper()}")
         for x, y, text in zip(xs, ys, labels, strict=True):
             ax.annotate(text, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
@@ -135,4 +157,12 @@ def _throughput_panel(ax, runs: list[Series], sweep: str, embedding: bool) -> No
     ax.legend(fontsize="small")
 
 
-__all__ = ["INSTALL_HINT", "Series", "draw", "require_matplotlib", "series"]
+__all__ = [
+    "INSTALL_HINT",
+    "Series",
+    "draw",
+    "failed_title",
+    "legend_label",
+    "require_matplotlib",
+    "series",
+]

@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from llmdeploy_cli.bench.runner import BenchConfig, BenchRun
 
 EMBEDDING_TASKS = ("embedding", "embed", "embeddings")
+DEFAULT_OUTPUT_LEN = 128  # random prompts, when --output-len is not given
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,11 @@ def build_workload(
     warn: Callable[[str], None] = lambda text: None,
 ):
     """(workload, tokenizer or None): a dataset file's prompts or random ones. With a
-    duration and no count, enough distinct prompts for the rate (then they repeat)."""
+    duration and no count, enough distinct prompts for the rate (then they repeat).
+
+    `output_len` None: random prompts ask for DEFAULT_OUTPUT_LEN tokens, a dataset's
+    prompts for their own lengths (`output_len`/`max_tokens`, a ShareGPT reply's length);
+    given, it wins over the file's."""
     from llmdeploy_cli.bench.workload import file_workload, load_tokenizer, random_workload
 
     tok = load_tokenizer(tok_dir) if tok_dir is not None else None
@@ -124,6 +129,8 @@ def build_workload(
         raise UsageError("--input-len and --output-len must be > 0")
     if dataset is not None:
         return file_workload(dataset, n, output_len, seed, tok), tok
+    if output_len is None:
+        output_len = DEFAULT_OUTPUT_LEN
     if n is None:
         est = duration * (rate if not math.isinf(rate) else 10.0 * (conc or 1))
         n_make = int(min(max(est, 16), 2048))
@@ -289,15 +296,21 @@ def plot(path: Path, result: Sweep) -> None:
 
 @dataclass(frozen=True)
 class Outcome:
-    """How a bench ended, as data (the CLI words it):
+    """How a bench ended, as data (the CLI words it). The first that applies:
 
-    | kind         | code | when                                             |
-    |--------------|------|--------------------------------------------------|
-    | interrupted  | 130  | Ctrl-C: what was measured is kept                |
-    | server_lost  | 5    | the server stopped answering mid-run             |
-    | all_failed   | 1    | not one request completed                        |
-    | gates_failed | 6    | a --fail-if gate is true                         |
-    | ok           | 0    |                                                  |
+    | kind            | code | when                                                     |
+    |-----------------|------|----------------------------------------------------------|
+    | interrupted     | 130  | Ctrl-C: what was measured is kept                        |
+    | server_lost     | 5    | the server stopped answering mid-run                     |
+    | all_failed      | 7    | it ran, and not one request completed                    |
+    | gates_failed    | 6    | a --fail-if gate is true                                 |
+    | requests_failed | 7    | it ran, N requests failed (no --fail-if names `failed`)  |
+    | ok              | 0    |                                                          |
+
+    A run that could not start raises instead: 2 usage (bad option, prompts that cannot
+    fit the context the server lists), 5 unreachable, 1 the server refused the first
+    request. A `--fail-if` gate on `failed` (e.g. 'failed>5') takes over deciding how
+    many failures a run may have.
     """
 
     code: int
@@ -309,8 +322,18 @@ class Outcome:
     failed_checks: list[dict] = field(default_factory=list)
 
 
+def _failures(runs) -> tuple[dict[str, int], dict[str, str]]:
+    fails: dict[str, int] = {}
+    ex: dict[str, str] = {}
+    for run in runs:
+        for k, v in run.result["llmctl"]["failures"].items():
+            fails[k] = fails.get(k, 0) + v
+        ex = {**run.result["llmctl"]["failure_examples"], **ex}
+    return fails, ex
+
+
 def outcome(result: Sweep) -> Outcome:
-    """The first that applies: interrupted, server lost, every request failed, a gate."""
+    """The first that applies (see Outcome)."""
     runs = result.runs
     completed = sum(run.result["completed"] for run in runs)
     failed = sum(run.result["failed"] for run in runs)
@@ -319,16 +342,14 @@ def outcome(result: Sweep) -> Outcome:
         return Outcome(130, "interrupted", **counts)
     if any(run.server_lost for run in runs):
         return Outcome(int(ExitCode.UNREACHABLE), "server_lost", **counts)
+    fails, ex = _failures(runs)
+    code = int(ExitCode.REQUESTS_FAILED)
     if completed == 0:
-        fails: dict[str, int] = {}
-        ex: dict[str, str] = {}
-        for run in runs:
-            for k, v in run.result["llmctl"]["failures"].items():
-                fails[k] = fails.get(k, 0) + v
-            ex = {**run.result["llmctl"]["failure_examples"], **ex}
-        return Outcome(int(ExitCode.RUNTIME), "all_failed", **counts, failures=fails,
-                       failure_examples=ex)  # fmt: skip
+        return Outcome(code, "all_failed", **counts, failures=fails, failure_examples=ex)
     bad = [c for c in result.all_checks if c["failed"]]
     if bad:
         return Outcome(int(ExitCode.ASSERTION), "gates_failed", **counts, failed_checks=bad)
+    gated = any(c["key"] == "failed" for c in result.all_checks)
+    if failed and not gated:
+        return Outcome(code, "requests_failed", **counts, failures=fails, failure_examples=ex)
     return Outcome(0, "ok", **counts)

@@ -43,6 +43,11 @@ class Workload:
     source: str  # random-tokenizer | random-words | jsonl | sharegpt
     notes: list[str] = field(default_factory=list)
     tokenizer_id: str | None = None
+    # random prompts: the token length each one was asked to have
+    input_lens: list[int] | None = None
+    # how prompt lengths were made (the result's llmctl.workload.sizing): by the local
+    # tokenizer, by the server's token counts (size_words), or as words (approximate)
+    sizing: dict | None = None
 
 
 class Tokenizer:
@@ -140,14 +145,60 @@ def random_workload(
             text, got = " ".join(rng.choice(WORDS) for _ in range(i_len)), None
         prompts.append(Prompt([{"role": "user", "content": text}], got, o_len))
     if tokenizer is not None:
-        return Workload(prompts, "random-tokenizer", tokenizer_id=tokenizer.name)
+        return Workload(
+            prompts, "random-tokenizer", tokenizer_id=tokenizer.name, input_lens=ins,
+            sizing={"by": "tokenizer", "tokenizer": tokenizer.name},
+        )  # fmt: skip
     return Workload(
         prompts,
         "random-words",
-        notes=[
-            "no local tokenizer (the profile has no model directory, or --url was used): "
-            f"prompts are {input_len} words, so input lengths in tokens are approximate"
-        ],
+        notes=[words_note(input_len)],
+        input_lens=ins,
+        sizing={"by": "words"},
+    )
+
+
+def words_note(input_len: int) -> str:
+    return (
+        "no local tokenizer (the profile has no model directory, or --url was used): "
+        f"prompts are {input_len} words, so input lengths in tokens are approximate"
+    )
+
+
+def size_words(
+    wl: Workload, tokens_per_word: float, template: float, seed: int, probes: int
+) -> None:
+    """Remake random-words prompts so each is about its asked token length by the server's
+    own count: `tokens_per_word` and the chat template's `template` tokens were measured
+    from `usage.prompt_tokens` of probe requests (loop.BenchLoop._size_words). In place:
+    the sweep's later points and the worker processes send the same prompts."""
+    if wl.input_lens is None or tokens_per_word <= 0:
+        return
+    rng = random.Random(seed + 1)
+    wl.prompts = [
+        Prompt(
+            [{"role": "user", "content": " ".join(rng.choice(WORDS) for _ in range(words))}],
+            None,
+            p.output_len,
+        )
+        for p, words in (
+            (p, max(1, round(n / tokens_per_word)))
+            for p, n in zip(wl.prompts, wl.input_lens, strict=True)
+        )
+    ]
+    base = wl.input_lens[0]
+    wl.sizing = {
+        "by": "server-usage",
+        "tokens_per_word": round(tokens_per_word, 3),
+        "template_tokens": round(template, 1),
+        "probe_requests": probes,
+    }
+    wl.notes = [n for n in wl.notes if not n.startswith("no local tokenizer")]
+    wl.notes.append(
+        f"no local tokenizer: prompts sized by the server's own token counts ({probes} probe "
+        f"requests: {tokens_per_word:.2f} tokens a word, {template:.0f} of chat template), so "
+        f"{base} tokens is {max(1, round(base / tokens_per_word))} words; --tokenizer DIR "
+        "makes them exact"
     )
 
 
@@ -247,4 +298,13 @@ def _record_prompt(rec, output_len: int | None, tok: Tokenizer | None) -> Prompt
     return None
 
 
-__all__ = ["Prompt", "Tokenizer", "Workload", "file_workload", "load_tokenizer", "random_workload"]
+__all__ = [
+    "WORDS",
+    "Prompt",
+    "Tokenizer",
+    "Workload",
+    "file_workload",
+    "load_tokenizer",
+    "random_workload",
+    "size_words",
+]

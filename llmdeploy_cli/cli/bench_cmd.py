@@ -1,9 +1,10 @@
 """`llmctl bench FILE | --url URL`: a load test with `vllm bench serve --save-result` key names.
 
-Progress on stderr (Rich, when stderr is a terminal), the summary on stdout (or one JSON
-document with --json). Exit codes: 0 ok, 1 every request failed, 2 usage, 5 unreachable
-or the server was lost mid-run (the partial result is still printed and saved), 6 a
---fail-if gate failed, 130 Ctrl-C (what was measured is printed and saved).
+Progress on stderr (Rich when stderr is a terminal, else a line every few seconds), the
+summary on stdout (or one JSON document with --json). Exit codes (docs/cli.md): 0 ok,
+1 could not run (the server refused the first request), 2 usage, 5 unreachable or the
+server was lost mid-run (the partial result is still printed and saved), 6 a --fail-if
+gate failed, 7 it ran and requests failed, 130 Ctrl-C (what was measured is kept).
 
 A list for `--concurrency` or `--request-rate` (`1,4,16`) makes a sweep: one run per value,
 one table, one result file holding every point. `llmctl bench compare A.json B.json ...`
@@ -34,6 +35,8 @@ from llmdeploy_cli.cli.bench_tables import (
 )
 from llmdeploy_cli.cli.output import emit_json, err_console, error_text, info, out, warn
 from llmdeploy_cli.errors import ExitCode, LlmctlError, UsageError
+
+PROGRESS_EVERY = 5.0  # seconds between plain progress lines (LLMCTL_BENCH_PROGRESS_S)
 
 
 def register(app: typer.Typer) -> None:
@@ -101,8 +104,12 @@ def bench(
     ] = 128,
     output_len: Annotated[
         int | None,
-        typer.Option("--output-len", help="Tokens to generate (max_tokens; forced, see below)."),
-    ] = 128,
+        typer.Option(
+            "--output-len",
+            help="Tokens to generate (max_tokens; forced, see below). Default 128; with "
+            "--dataset each prompt's own length, unless given.",
+        ),
+    ] = None,
     range_ratio: Annotated[
         float, typer.Option("--range-ratio", help="Lengths drawn from L*(1-r)..L*(1+r).")
     ] = 0.0,
@@ -272,7 +279,8 @@ def bench(
         emit_json(result.doc)
     else:
         for note in result.notes:
-            warn(note)
+            if note not in progress.said:
+                warn(note)
         if result.sweep is None:
             r = result.runs[0].result
             out(summary_embedding(r) if task == "embedding" else summary(r))
@@ -297,13 +305,19 @@ def _say_outcome(end, saved: Path | None) -> None:
             f"lost the server mid-run: {end.completed} completed, {end.failed} failed{where}",
             "the server stopped answering (crashed or was stopped); check its log",
         )
-    elif end.kind == "all_failed":
+    elif end.kind in ("all_failed", "requests_failed"):
         first = next(iter(end.failures), "none")
         ex = end.failure_examples
-        error_text(
-            f"every request failed: {fmt_failures(end.failures)}",
-            f"first {first}: {ex.get(first, '')}" if ex else None,
+        total = end.completed + end.failed
+        what = (
+            "every request failed"
+            if end.kind == "all_failed"
+            else f"{end.failed} of {total} requests failed"
         )
+        hints = [f"first {first}: {ex.get(first, '')}"] if ex else []
+        if end.kind == "requests_failed":
+            hints.append("a --fail-if 'failed>N' gate sets how many may fail")
+        error_text(f"{what}: {fmt_failures(end.failures)}{where}", "; ".join(hints) or None)
     elif end.kind == "gates_failed":
         for c in end.failed_checks:
             if "mode" in c:
@@ -340,12 +354,23 @@ def _rate_list(text: str | None) -> list[float]:
 
 
 class _Progress:
-    """Rich live progress on stderr, only when stderr is a terminal."""
+    """Progress on stderr. A terminal gets Rich's live bar; anything else (a CI log) gets
+    one line every PROGRESS_EVERY seconds (done, failed, rate) from a timer thread, so a
+    slow run is not silent, and the run's warnings (notes, the first failure of each
+    class) at the moment they happen."""
 
-    def __init__(self):
+    def __init__(self, every: float | None = None):
+        import os
+
         self.p = None
         self.task = None
         self.label = "bench"
+        self.every = every or float(os.environ.get("LLMCTL_BENCH_PROGRESS_S") or PROGRESS_EVERY)
+        self.said: set[str] = set()  # notes already shown (not repeated at the end)
+        self.classes: set[str] = set()
+        self.state = {"phase": None, "done": 0, "failed": 0, "total": None, "t0": 0.0}
+        self._stop = None
+        self._thread = None
 
     def __enter__(self):
         con = err_console()
@@ -368,25 +393,74 @@ class _Progress:
                 transient=True,
             )
             self.p.start()
+        else:
+            import threading
+
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._tick, daemon=True)
+            self._thread.start()
         return self
 
     def __call__(self, ev: dict) -> None:
+        import time
+
+        phase = ev.get("phase")
+        if phase == "note":
+            if self.p is None and ev["text"] not in self.said:
+                self.said.add(ev["text"])
+                warn(ev["text"])
+            return
+        if phase in ("warmup", "run"):
+            label = "warm-up" if phase == "warmup" else self.label
+            self.state.update(phase=label, done=0, failed=0, total=ev.get("total"),
+                              t0=time.monotonic())  # fmt: skip
+        elif phase == "request":
+            self.state.update(done=ev["done"], failed=ev.get("failed", 0))
+            rec = ev.get("rec")
+            cls = getattr(rec, "error_class", None) if rec is not None else None
+            if self.p is None and cls and cls != "interrupted" and cls not in self.classes:
+                self.classes.add(cls)
+                warn(f"{self.state['phase']}: a request failed ({cls}): {rec.error}")
         if self.p is None:
             return
-        phase = ev.get("phase")
         if phase in ("warmup", "run"):
             if self.task is not None:
                 self.p.remove_task(self.task)
-            total = ev.get("total")
-            label = "warm-up" if phase == "warmup" else self.label
-            self.task = self.p.add_task(label, total=total, status="")
+            self.task = self.p.add_task(self.state["phase"], total=ev.get("total"), status="")
         elif phase == "request" and self.task is not None:
             status = f"failed {ev['failed']}" if ev.get("failed") else ""
             self.p.update(self.task, completed=ev["done"], status=status)
 
+    def line(self) -> str | None:
+        """The plain progress line, or None before the first phase starts."""
+        import time
+
+        st = self.state
+        if st["phase"] is None:
+            return None
+        took = time.monotonic() - st["t0"]
+        of = f"/{st['total']}" if st["total"] else ""
+        rate = st["done"] / took if took > 0 else 0.0
+        return (
+            f"{st['phase']}: {st['done']}{of} done, {st['failed']} failed, "
+            f"{rate:.1f} req/s, {took:.0f} s"
+        )
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.every):
+            text = self.line()
+            if text is not None:
+                import sys
+
+                sys.stderr.write(text + "\n")
+                sys.stderr.flush()
+
     def __exit__(self, *exc):
         if self.p is not None:
             self.p.stop()
+        if self._stop is not None:
+            self._stop.set()
+            self._thread.join(timeout=1)
         return False
 
 

@@ -149,6 +149,9 @@ def sweep_table(doc: dict) -> str:
         cells = [str(v), str(r["completed"]), str(r["failed"])]
         cells += [_fmt(lookup(r, key)) for _, key in cols]
         gates = r["llmctl"].get("gates", [])
+        if r["failed"]:
+            total = r["completed"] + r["failed"]
+            cells.append(f"{r['failed']}/{total} FAILED ({fmt_failures(r['llmctl']['failures'])})")
         if any(g["failed"] for g in gates):
             cells.append("gate FAILED")
         body.append(cells)

@@ -110,19 +110,33 @@ def test_wrong_model_says_which_models_exist(capsys):
 
 
 def test_http_500s_are_counted_by_class(capsys):
+    """It ran and some requests failed: exit 7 (not 0, not a crash's 1), the failures by
+    class in the result and said on stderr when the first one happened."""
     with standin("--ttft-ms", "5", "--itl-ms", "1", "--fail-every", "3") as (url, _):
         code = bench(url, "-n", "9", "-c", "3", "--json")
-    assert code == 0
-    doc = json.loads(capsys.readouterr().out)
+    assert code == 7
+    cap = capsys.readouterr()
+    assert "a request failed (http_500): injected failure" in cap.err
+    doc = json.loads(cap.out)
     assert doc["failed"] == 3 and doc["completed"] == 6
     assert doc["llmctl"]["failures"] == {"http_500": 3}
     assert "injected failure" in doc["llmctl"]["failure_examples"]["http_500"]
 
 
-def test_every_request_failing_exits_1(capsys):
+def test_every_request_failing_exits_7(capsys):
+    """It ran and every request failed: 7 ("ran, N failed"), not 1 (could not run)."""
     with standin("--fail-every", "1") as (url, _):
-        assert bench(url, "-n", "3") == 1
+        assert bench(url, "-n", "3") == 7
     assert "every request failed: http_500 x3" in capsys.readouterr().err
+
+
+def test_some_requests_failing_exit_7_unless_a_failed_gate_decides(capsys):
+    with standin("--ttft-ms", "2", "--itl-ms", "1", "--fail-every", "4") as (url, _):
+        assert bench(url, "-n", "8", "-c", "2") == 7
+        err = capsys.readouterr().err
+        assert "2 of 8 requests failed: http_500 x2" in err and "failed>N" in err
+        assert bench(url, "-n", "8", "-c", "2", "--fail-if", "failed>3") == 0
+        assert bench(url, "-n", "8", "-c", "2", "--fail-if", "failed>1") == 6
 
 
 def test_server_refusing_vllm_extensions_runs_unforced(capsys):
@@ -144,7 +158,9 @@ def test_a_refused_first_request_stops_at_once_with_the_servers_words(capsys):
     assert "refused the first request (HTTP 400)" in err
     assert "maximum context length is 64 tokens" in err
     assert "min_tokens" not in err.split("hint")[0]  # the server's reason, not a field
-    assert stamps == {}  # nothing of the 50 was sent
+    # nothing of the 50 was sent (the two sizing probes, 16 and 64 words, came first)
+    assert sorted(k.rsplit("-", 1)[1] for k in stamps) == ["0"]
+    assert all(k.startswith("llmctl-size-") for k in stamps)
 
 
 def test_prompts_over_the_context_the_server_lists_are_refused_before_sending(capsys):
@@ -159,7 +175,8 @@ def test_prompts_over_the_context_the_server_lists_are_refused_before_sending(ca
 
 def test_server_killed_mid_run_writes_partial_result(tmp_path, capsys):
     out = tmp_path / "partial.json"
-    with standin("--ttft-ms", "5", "--itl-ms", "5", "--die-after", "6") as (url, proc):
+    # the two sizing probes and the check come first: request 8 is the 5th measured one
+    with standin("--ttft-ms", "5", "--itl-ms", "5", "--die-after", "8") as (url, proc):
         code = bench(url, "-n", "40", "-c", "2", "--output-len", "10",
                      "--save-result", str(out))  # fmt: skip
         assert proc.wait(timeout=10) == 3
@@ -175,9 +192,10 @@ def test_server_killed_mid_run_writes_partial_result(tmp_path, capsys):
 
 
 def measured_requests(url: str) -> int:
-    """Requests of the measured run (not the check) the stand-in has received so far."""
+    """Requests of the measured run (not the check or the sizing probes) the stand-in has
+    received so far."""
     stamps = httpx.get(url.removesuffix("/v1") + "/stamps", timeout=5).json()
-    return sum(k.startswith("llmctl-") and "check" not in k for k in stamps)
+    return sum(k.startswith("llmctl-") and "check" not in k and "-size-" not in k for k in stamps)
 
 
 def test_ctrl_c_writes_what_was_measured(tmp_path):

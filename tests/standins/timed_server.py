@@ -98,9 +98,14 @@ class Server:
             return await self.json_reply(
                 writer, 400, {"error": {"message": "unknown parameter: ignore_eos"}}
             )
-        if self.a.max_context:  # one word of the messages counts as one token here
-            words = sum(len(str(m.get("content", "")).split()) for m in req.get("messages", []))
-            want = words + int(req.get("max_tokens") or 0)
+        words = sum(len(str(m.get("content", "")).split()) for m in req.get("messages", []))
+        # one word counts as one token here, or as --tokens-per-word tokens after a
+        # 10-token chat template
+        prompt_tokens = round(words * self.a.tokens_per_word) + 10 if self.a.tokens_per_word else 7
+        if self.a.max_context:
+            want = (prompt_tokens if self.a.tokens_per_word else words) + int(
+                req.get("max_tokens") or 0
+            )
             if want > self.a.max_context:
                 msg = (
                     f"This model's maximum context length is {self.a.max_context} tokens. "
@@ -115,7 +120,7 @@ class Server:
             )
         tokens = int(req.get("max_tokens") or req.get("max_completion_tokens") or self.a.tokens)
         rid = headers.get("x-request-id") or f"anon-{number}"
-        st = {"received": received, "role": None, "chunks": []}
+        st = {"received": received, "role": None, "chunks": [], "max_tokens": tokens}
         self.stamps[rid] = st
         writer.write(
             b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
@@ -156,7 +161,11 @@ class Server:
                 choice["finish_reason"] = "length"
             st["chunks"].append(await event({**base, "choices": [choice]}))
         if (req.get("stream_options") or {}).get("include_usage"):
-            usage = {"prompt_tokens": 7, "completion_tokens": tokens, "total_tokens": 7 + tokens}
+            usage = {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": tokens,
+                "total_tokens": prompt_tokens + tokens,
+            }
             await event({**base, "choices": [], "usage": usage})
         await event("[DONE]")
         writer.write(b"0\r\n\r\n")
@@ -181,6 +190,9 @@ def parse(argv=None):
     p.add_argument("--strict", action="store_true")
     p.add_argument("--max-context", type=int, default=0, help="400 past N tokens (words)")
     p.add_argument("--list-context", action="store_true", help="max_model_len in /v1/models")
+    p.add_argument(
+        "--tokens-per-word", type=float, default=0.0, help="usage counts words*K + 10 tokens"
+    )
     p.add_argument("--api-key", default=None, help="401 unless 'Authorization: Bearer KEY'")
     p.add_argument("--reasoning", type=int, default=0, help="first N tokens as reasoning")
     return p.parse_args(argv)

@@ -1,0 +1,138 @@
+"""Bench as a CI step runs it (issue 19): prompts that fit a model the bench knows nothing
+about, per-prompt output lengths from a dataset, progress and warnings in a log that is
+not a terminal, failures that show and exit codes that tell them apart."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import httpx
+
+from llmdeploy_cli.bench.plot import Series, failed_title, legend_label
+from llmdeploy_cli.cli.app import main
+from llmdeploy_cli.cli.bench_tables import sweep_table
+from tests.conftest import ROOT
+from tests.standins.timed_server import standin
+
+
+def stamps(url: str) -> dict:
+    return httpx.get(url.removesuffix("/v1") + "/stamps", timeout=10).json()
+
+
+def test_word_prompts_are_sized_by_the_servers_token_counts(capsys):
+    """No tokenizer, no max_model_len listed, a model that makes 4 tokens of a word and
+    takes 300: 128 words would be 522 tokens and refused. Two probes measure the server's
+    count, the prompts are remade to ~128 tokens, the run passes and says how."""
+    args = ("--tokens-per-word", "4", "--max-context", "300", "--ttft-ms", "1", "--itl-ms", "1")
+    with standin(*args) as (url, _):
+        code = main(["bench", "--url", url, "-n", "4", "--output-len", "8", "--json"])
+        seen = stamps(url)
+    cap = capsys.readouterr()
+    assert code == 0, cap.err
+    doc = json.loads(cap.out)
+    assert doc["completed"] == 4
+    sizing = doc["llmctl"]["workload"]["sizing"]
+    assert sizing["by"] == "server-usage"
+    assert sizing["tokens_per_word"] == 4.0 and sizing["template_tokens"] == 10.0
+    assert doc["total_input_tokens"] == 4 * (32 * 4 + 10)  # 32 words = 128 tokens each
+    assert "sized by the server's own token counts" in cap.err and "32 words" in cap.err
+    assert sum(k.startswith("llmctl-size-") for k in seen) == 2
+
+
+def test_without_usage_counts_prompts_stay_words_and_say_so(capsys):
+    """A server whose counts do not move with the prompt: nothing to size by."""
+    with standin("--ttft-ms", "1", "--itl-ms", "1") as (url, _):
+        code = main(["bench", "--url", url, "-n", "2", "--input-len", "8", "--json"])
+    cap = capsys.readouterr()
+    assert code == 0
+    doc = json.loads(cap.out)
+    assert doc["llmctl"]["workload"]["sizing"] == {"by": "words"}
+    assert "input lengths in tokens are approximate" in cap.err
+
+
+def test_dataset_output_lengths_are_honoured_unless_output_len_is_given(tmp_path, capsys):
+    ds = tmp_path / "d.jsonl"
+    ds.write_text(
+        '{"prompt": "one two three", "output_len": 3}\n{"prompt": "four five", "max_tokens": 5}\n'
+    )
+    share = tmp_path / "s.json"
+    share.write_text(
+        json.dumps(
+            [
+                {
+                    "conversations": [
+                        {"from": "human", "value": "hi there"},
+                        {"from": "gpt", "value": "a b c d e f"},
+                    ]
+                }
+            ]  # fmt: skip
+        )
+    )
+    with standin("--ttft-ms", "1", "--itl-ms", "1") as (url, _):
+        base = ["bench", "--url", url, "-c", "1", "--no-force-output-len"]
+        assert main([*base, "--dataset", str(ds), "-n", "2"]) == 0
+        first = stamps(url)
+        assert main([*base, "--dataset", str(share), "-n", "1"]) == 0
+        second = stamps(url)
+        assert main([*base, "--dataset", str(ds), "-n", "2", "--output-len", "9"]) == 0
+        third = stamps(url)
+    measured = lambda s: sorted(  # noqa: E731
+        v["max_tokens"] for k, v in s.items() if "check" not in k and "size" not in k
+    )
+    assert measured(first) == [3, 5]  # each prompt's own length, not 128
+    # request ids are per second, a later run may reuse one: new stamps are what changed
+    new = {k: v for k, v in second.items() if first.get(k) != v}
+    assert measured(new) == [6]  # ShareGPT: the reply's length (6 words, no tokenizer)
+    newer = {k: v for k, v in third.items() if second.get(k) != v}
+    assert measured(newer) == [9, 9]  # --output-len given: it wins
+
+
+def test_progress_lines_and_warnings_in_a_log_that_is_not_a_terminal(tmp_path):
+    with standin("--ttft-ms", "100", "--itl-ms", "20", "--fail-every", "5") as (url, _):
+        r = subprocess.run(
+            [sys.executable, "-m", "llmdeploy_cli", "bench", "--url", url, "-n", "20",
+             "-c", "2", "--output-len", "5", "--input-len", "4"],
+            cwd=ROOT, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONPATH": str(ROOT), "LLMCTL_BENCH_PROGRESS_S": "0.3"},
+        )  # fmt: skip
+    lines = r.stderr.splitlines()
+    progress = [ln for ln in lines if ln.startswith("bench: ") and " done, " in ln]
+    assert len(progress) >= 2, r.stderr
+    assert "/20 done" in progress[-1] and "failed" in progress[-1] and "req/s" in progress[-1]
+    # the first failure is said when it happens, before the final summary's error line
+    warned = next(i for i, ln in enumerate(lines) if "a request failed (http_500)" in ln)
+    final = next(i for i, ln in enumerate(lines) if ln.startswith("error: "))
+    assert warned < final
+    assert r.returncode == 7, r.stderr  # ran, 4 of 20 failed
+    assert "4 of 20 requests failed" in r.stderr
+
+
+def _point(conc: int, completed: int, failed: int) -> dict:
+    return {
+        "max_concurrency": conc,
+        "request_rate": "inf",
+        "endpoint_type": "openai-chat",
+        "completed": completed,
+        "failed": failed,
+        "llmctl": {"failures": {"http_500": failed} if failed else {}},
+    }
+
+
+def test_failures_show_in_the_sweep_table_and_the_plot():
+    doc = {
+        "sweep": {"parameter": "concurrency", "values": [1, 4]},
+        "points": [_point(1, 100, 0), _point(4, 22, 278)],
+    }
+    rows = sweep_table(doc).splitlines()
+    row4 = next(r for r in rows if r.strip().startswith("4 "))
+    assert "278/300 FAILED (http_500 x278)" in row4
+    assert "FAILED" not in next(r for r in rows if r.strip().startswith("1 "))
+    ok = Series("concurrency=1", doc["points"][0], [1.0], [], [])
+    bad = Series("concurrency=4", doc["points"][1], [1.0], [], [])
+    assert legend_label(ok, 1) == "1"
+    assert legend_label(bad, 1) == "4 (278/300 FAILED)"
+    assert "278 of 400 requests FAILED" in failed_title("t", [ok, bad])
+    assert failed_title("t", [ok]) == "t"
