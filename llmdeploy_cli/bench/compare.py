@@ -12,7 +12,9 @@ Regression gates (`--fail-if`) extend bench's `KEY OP NUMBER`:
 - `output_throughput<-5%`: fails when throughput fell by more than 5 %;
 - `failed>0`: an unsigned number compares the candidate's own value, as in `llmctl bench`.
 Every candidate (every file but the baseline) and every matched point is checked; a value
-missing on either side fails its gate, since "no data" must not pass CI.
+missing on either side fails its gate, since "no data" must not pass CI. A change gate on a
+latency statistic of results that keep their per-request samples is judged on a bootstrap
+interval of the change, not on two noisy numbers (bench/noise.py).
 """
 
 from __future__ import annotations
@@ -158,6 +160,15 @@ class CompareGate:
 
     def check(self, base: dict | None, cand: dict) -> tuple[bool, float | None]:
         """(failed, the compared quantity). Missing data fails."""
+        d = self.detail(base, cand)
+        return d["failed"], d["value"]
+
+    def detail(self, base: dict | None, cand: dict) -> dict:
+        """{"failed", "value", "statistic"} and, for a change of a latency statistic with
+        per-request samples on both sides, the bootstrap "interval" the verdict came from
+        (bench/noise.py): it fails only when the whole interval is past the limit."""
+        from llmdeploy_cli.bench import noise
+
         value = lookup(cand, self.key)
         if self.mode == "value":
             got = value if _is_num(value) else None
@@ -165,8 +176,24 @@ class CompareGate:
             d, pct = delta(lookup(base, self.key) if base else None, value)
             got = d if self.mode == "delta" else pct
         if got is None:
-            return True, None
-        return bool(OPS[self.op](got, self.limit)), float(got)
+            return {"failed": True, "value": None, "statistic": "point"}
+        out: dict = {"value": float(got), "statistic": "point"}
+        iv = None
+        if self.mode != "value" and self.op not in ("==",):
+            iv = noise.interval(self.key, base, cand, pct=self.mode == "pct")
+        if iv is None:
+            out["failed"] = bool(OPS[self.op](got, self.limit))
+            if self.mode != "value" and noise.statistic(self.key) is not None:
+                out["no_samples"] = True  # a noisy latency compared as two numbers
+            return out
+        out.update(failed=noise.beyond(self.op, self.limit, iv), statistic="bootstrap")
+        out["interval"] = [iv["low"], iv["high"]]
+        out["samples"] = [iv["n_base"], iv["n_cand"]]
+        tail = noise.tail_count(self.key, min(iv["n_base"], iv["n_cand"]))
+        if tail is not None:
+            out["tail"] = tail
+            out["needed"] = noise.needed(self.key)
+        return out
 
 
 def parse_compare_gate(text: str, known: list[str]) -> CompareGate:
@@ -196,7 +223,6 @@ def evaluate(gates: list[CompareGate], files: list[ResultFile], baseline: int = 
             continue
         for label, b, cand in match(base, f):
             for g in gates:
-                failed, value = g.check(b, cand)
                 out.append(
                     {
                         "gate": g.text,
@@ -204,8 +230,7 @@ def evaluate(gates: list[CompareGate], files: list[ResultFile], baseline: int = 
                         "point": label or None,
                         "key": g.key,
                         "mode": g.mode,
-                        "value": value,
-                        "failed": failed,
+                        **g.detail(b, cand),
                     }
                 )
     return out

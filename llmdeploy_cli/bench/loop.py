@@ -17,6 +17,7 @@ from datetime import datetime
 from llmdeploy_cli.bench import client as bc
 from llmdeploy_cli.bench.config import LOST_AFTER, BenchConfig, BenchRun, Progress
 from llmdeploy_cli.bench.metrics import RequestRecord, compute, compute_embeddings
+from llmdeploy_cli.bench.noise import samples
 from llmdeploy_cli.bench.schedule import arrivals, schedule
 from llmdeploy_cli.bench.workload import Prompt
 from llmdeploy_cli.errors import LlmctlError, UnreachableError, UsageError
@@ -471,6 +472,8 @@ class BenchLoop:
                     "workers": cfg.workers,
                 },
                 "notes": self.notes,
+                # per-request latencies: what a --baseline gate's bootstrap resamples
+                "samples": samples(recs),
             }
         )
         result["llmctl"] = extra

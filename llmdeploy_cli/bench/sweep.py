@@ -260,10 +260,9 @@ def baseline_checks(gates, base, path: Path | None, label: str, result: dict) ->
     _, b, cand = cmp.match(base, here)[0]
     out = []
     for g in gates:
-        failed, value = g.check(b, cand)
         out.append(
             {"gate": g.text, "key": g.key, "mode": g.mode, "baseline": str(path),
-             "value": value, "failed": failed}
+             **g.detail(b, cand)}
         )  # fmt: skip
     return out
 

@@ -179,7 +179,15 @@ def gate_value(c: dict) -> str:
     what = {"pct": "change", "delta": "change", "value": "value"}[c["mode"]]
     unit = "%" if c["mode"] == "pct" else ""
     sign = "+" if c["mode"] != "value" and v >= 0 else ""
-    return f"{c['key']} {what} {sign}{v:.4g}{unit}"
+    text = f"{c['key']} {what} {sign}{v:.4g}{unit}"
+    iv = c.get("interval")
+    if iv:
+        text += f", 95% interval {iv[0]:+.3g}{unit} to {iv[1]:+.3g}{unit}"
+        if c.get("needed") and min(c.get("samples") or [0]) < c["needed"]:
+            text += f" ({c['tail']} requests beyond it; {c['needed']} make it narrow)"
+    elif c.get("no_samples"):
+        text += " (no per-request samples: two numbers compared)"
+    return text
 
 
 def compare_table(files: list, sections: list[dict]) -> str:

@@ -136,3 +136,63 @@ def test_failures_show_in_the_sweep_table_and_the_plot():
     assert legend_label(bad, 1) == "4 (278/300 FAILED)"
     assert "278 of 400 requests FAILED" in failed_title("t", [ok, bad])
     assert failed_title("t", [ok]) == "t"
+
+
+# -- a baseline gate that respects run-to-run noise (item 8) ----------------------------------
+
+
+def _result(ttfts: list[float]) -> dict:
+    from llmdeploy_cli.bench.metrics import percentile
+
+    return {
+        "completed": len(ttfts),
+        "p99_ttft_ms": percentile(ttfts, 99),
+        "llmctl": {"samples": {"ttft_ms": ttfts}},
+    }
+
+
+def _draw(seed: int, n: int, scale: float = 1.0) -> list[float]:
+    import random
+
+    rng = random.Random(seed)
+    return [scale * 100.0 * rng.lognormvariate(0, 0.5) for _ in range(n)]
+
+
+def test_two_runs_of_one_distribution_pass_a_p99_gate_that_numbers_alone_fail():
+    from llmdeploy_cli.bench.compare import parse_compare_gate
+
+    gate = parse_compare_gate("p99_ttft_ms>+10%", ["p99_ttft_ms"])
+    base, same = _result(_draw(1, 100)), _result(_draw(2, 100))
+    # the two numbers differ by more than 10 % by chance alone ...
+    assert same["p99_ttft_ms"] > 1.10 * base["p99_ttft_ms"]
+    d = gate.detail(base, same)
+    # ... and the interval of the change says that is within the noise
+    assert d["statistic"] == "bootstrap" and d["failed"] is False
+    assert d["interval"][0] < 10
+    assert d["tail"] == 1 and d["needed"] == 1000
+    # a real regression (every request 60 % slower) fails it
+    slow = _result(_draw(2, 300, scale=1.6))
+    d = gate.detail(_result(_draw(1, 300)), slow)
+    assert d["failed"] is True and d["interval"][0] > 10
+    # without samples on one side: two numbers compared, and said so
+    bare = {k: v for k, v in same.items() if k != "llmctl"}
+    d = gate.detail(base, bare)
+    assert d["statistic"] == "point" and d["failed"] is True and d["no_samples"] is True
+
+
+def test_bench_baseline_gate_on_real_runs(tmp_path, capsys):
+    """Saved results keep per-request samples; the same server passes the +10 % gate,
+    a server 4x slower to the first token fails it."""
+    base = tmp_path / "base.json"
+    args = ["-n", "30", "-c", "2", "--input-len", "4", "--output-len", "4"]
+    with standin("--ttft-ms", "20", "--itl-ms", "1") as (url, _):
+        assert main(["bench", "--url", url, *args, "--save-result", str(base)]) == 0
+        saved = json.loads(base.read_text())
+        assert len(saved["llmctl"]["samples"]["ttft_ms"]) == 30
+        gate = ["--baseline", str(base), "--fail-if", "p99_ttft_ms>+10%"]
+        assert main(["bench", "--url", url, *args, *gate]) == 0
+    capsys.readouterr()
+    with standin("--ttft-ms", "80", "--itl-ms", "1") as (url, _):
+        assert main(["bench", "--url", url, *args, *gate]) == 6
+    err = capsys.readouterr().err
+    assert "p99_ttft_ms>+10%: failed" in err and "95% interval" in err
