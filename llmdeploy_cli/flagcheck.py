@@ -15,6 +15,7 @@ import difflib
 import json
 import os
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,10 +100,21 @@ def engine_python(executable: str) -> str | None:
     return str(beside) if beside.exists() else None
 
 
+READ_TICK = 3.0  # seconds between progress lines while an engine's parser is read
+
+
 def installed_snapshot(
-    engine: str, version: str, python: str, cache_dir: Path, spec: dict | None = None
+    engine: str,
+    version: str,
+    python: str,
+    cache_dir: Path,
+    spec: dict | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> dict:
-    """Introspect the installed engine's parser (cached per engine and version)."""
+    """Introspect the installed engine's parser (cached per engine and version).
+
+    Importing an engine's argument parser takes seconds (vLLM: about 17 s); `progress`
+    hears one line when the read starts and one every READ_TICK seconds until it ends."""
     from llmdeploy_cli.errors import PreflightError
 
     cache = cache_dir / "flags" / f"{engine}-{version}.json"
@@ -113,13 +125,14 @@ def installed_snapshot(
         raise PreflightError(f"backend '{engine}' declares no flag source to read its parser")
     env = {**os.environ, "VLLM_TARGET_DEVICE": os.environ.get("VLLM_TARGET_DEVICE", "cpu")}
     argv = [python, str(SNAPSHOT_SCRIPT), "--spec", json.dumps(spec)]
+    say = progress or (lambda text: None)
+    say(
+        f"reading {engine} {version}'s flags from its parser ({python}); "
+        "this takes a while the first time, then it is cached"
+    )
     try:
-        proc = subprocess.run(
-            argv,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env=env,
+        proc = _run_ticking(
+            argv, env, 300.0, lambda t: say(f"still reading the {engine} parser: {t:.0f} s")
         )
     except (OSError, subprocess.TimeoutExpired) as e:
         raise PreflightError(f"could not read {engine}'s parser with {python}: {e}") from None
@@ -133,6 +146,29 @@ def installed_snapshot(
     doc = json.loads(proc.stdout)
     atomic_write(cache, proc.stdout)
     return doc
+
+
+def _run_ticking(argv: list[str], env: dict, timeout: float, tick: Callable[[float], None]):
+    """subprocess.run(argv, capture_output, text) that calls tick(seconds) every READ_TICK
+    seconds while it waits."""
+    import time
+
+    start = time.monotonic()
+    with subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    ) as p:
+        while True:
+            left = timeout - (time.monotonic() - start)
+            try:
+                out, err = p.communicate(timeout=max(0.01, min(READ_TICK, left)))
+                break
+            except subprocess.TimeoutExpired:
+                if time.monotonic() - start >= timeout:
+                    p.kill()
+                    p.communicate()
+                    raise
+                tick(time.monotonic() - start)
+    return subprocess.CompletedProcess(argv, p.returncode, out, err)
 
 
 # -- checking ---------------------------------------------------------------------------------
@@ -253,7 +289,9 @@ class FlagReport:
         }
 
 
-def check_resolved(resolved, state_dir: Path) -> FlagReport:
+def check_resolved(
+    resolved, state_dir: Path, progress: Callable[[str], None] | None = None
+) -> FlagReport:
     """Check a resolved profile's argv against the engine that will run it.
 
     The installed engine's own parser when its version was read from its environment
@@ -273,7 +311,7 @@ def check_resolved(resolved, state_dir: Path) -> FlagReport:
         python = engine_python(exe) if exe else None
         if python:
             spec = flags.as_spec(engine)
-            snapshot = installed_snapshot(engine, version, python, state_dir, spec)
+            snapshot = installed_snapshot(engine, version, python, state_dir, spec, progress)
             source = f"installed {engine} {version} ({python})"
     if snapshot is None:
         snapshot = committed_snapshot(engine, version)

@@ -133,7 +133,7 @@ def _check_flags(resolved):
     from llmdeploy_cli.flagcheck import check_resolved
     from llmdeploy_cli.resolve import state_dir
 
-    report = check_resolved(resolved, state_dir())
+    report = check_resolved(resolved, state_dir(), progress=_say)
     if not report.checked:
         raise PreflightError(
             f"cannot check flags: {report.source}",
@@ -141,6 +141,14 @@ def _check_flags(resolved):
             "runtime.engine_version to a version llmctl has a snapshot of",
         )
     return report
+
+
+def _say(text: str) -> None:
+    """Progress of a long step, on stderr (plain: render imports no Rich for it)."""
+    import sys
+
+    sys.stderr.write(f"render: {text}\n")
+    sys.stderr.flush()
 
 
 def _raise_on_bad_flags(report) -> None:
