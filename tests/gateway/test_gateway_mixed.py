@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -38,6 +39,9 @@ def test_two_transformers_models_and_an_embedder_behind_one_port(
                 runtime: {{venv: {sys.prefix}}}
                 """
             )
+            # an engine's own idle unload would free memory behind the gateway's back:
+            # transformers serve ignores --model-timeout for the model on its command line
+            + ('extra_args: ["--model-timeout", "1"]\n' if name == "chat-x" else "")
         )
     (tmp_path / "embed.yml").write_text(
         textwrap.dedent(
@@ -73,6 +77,15 @@ def test_two_transformers_models_and_an_embedder_behind_one_port(
         assert len(processes_with(str(models / "chat-x"))) >= 1
         assert len(processes_with(str(models / "chat-y"))) >= 1
         assert len(processes_with(str(minilm_dir))) >= 1
+        import psutil
+
+        (serve_x,) = [p for p in processes_with(str(models / "chat-x")) if _is_serve(p)]
+        family = {serve_x, *(ch.pid for ch in psutil.Process(serve_x).children(recursive=True))}
+        assert len(family) >= 2  # the server and the model process it spawned
+        time.sleep(2.5)  # past --model-timeout 1: nothing of chat-x's engine stops
+        assert all(psutil.pid_exists(p) for p in family), family
+        out = c.chat.completions.create(model="chat-x", messages=MSG, max_tokens=3)
+        assert out.choices
         states = {m.id: m.model_extra["llmctl"]["state"] for m in c.models.list().data}
         assert states == dict.fromkeys(
             ["chat-x", "chat-y", "minilm", "text-embedding-3-small"], "ready"
@@ -83,3 +96,12 @@ def test_two_transformers_models_and_an_embedder_behind_one_port(
     for text in (str(models / "chat-x"), str(models / "chat-y"), str(minilm_dir)):
         assert wait_gone(text, timeout=30) == []
     assert port_free(port)
+
+
+def _is_serve(pid: int) -> bool:
+    import psutil
+
+    try:
+        return "serve" in psutil.Process(pid).cmdline()
+    except psutil.Error:
+        return False
