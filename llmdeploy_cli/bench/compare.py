@@ -189,6 +189,7 @@ class CompareGate:
         out.update(failed=noise.beyond(self.op, self.limit, iv), statistic="bootstrap")
         out["interval"] = [iv["low"], iv["high"]]
         out["samples"] = [iv["n_base"], iv["n_cand"]]
+        out["runs"] = iv["runs"]
         tail = noise.tail_count(self.key, min(iv["n_base"], iv["n_cand"]))
         if tail is not None:
             out["tail"] = tail

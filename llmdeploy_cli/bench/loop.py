@@ -473,7 +473,7 @@ class BenchLoop:
                 },
                 "notes": self.notes,
                 # per-request latencies: what a --baseline gate's bootstrap resamples
-                "samples": samples(recs),
+                "samples": {"runs": [samples(recs)]},
             }
         )
         result["llmctl"] = extra

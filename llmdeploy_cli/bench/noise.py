@@ -4,11 +4,16 @@ A latency percentile of one run is an estimate from that run's requests; two ide
 runs differ by chance, and by a lot in the tail (the p99 of 20 requests is about the
 slowest of them). A gate like `p99_ttft_ms>+10%` that compares two such estimates as exact
 numbers fails at random. So every result keeps its per-request latencies
-(`llmctl.samples`: TTFT, TPOT and E2E of each completed request, in ms), and a change gate
-on a latency statistic (`mean_`, `median_`, `pNN_` of ttft/tpot/e2el) resamples both
-runs' requests (bootstrap, BOOT rounds, a fixed seed) and fails only when the whole
-one-sided 95 % interval of the change is past the limit: `>+10%` fails when even the
-low end of the change is above +10 %.
+(`llmctl.samples.runs`: per run, TTFT, TPOT and E2E of each completed request, in ms), and
+a change gate on a latency statistic (`mean_`, `median_`, `pNN_` of ttft/tpot/e2el)
+resamples both sides (bootstrap, BOOT rounds, a fixed seed): first the runs (`--repeat
+K` made K of them), then the requests within each chosen run. It fails only when the
+whole one-sided 95 % interval of the change is past the limit: `>+10%` fails when even
+the low end of the change is above +10 %.
+
+Inside one run the bootstrap sees sampling noise only. A machine whose load changes
+between runs moves latencies by more than that, and only several runs show it: with one
+run a side, a load change between the two runs reads as a regression.
 
 How many requests a percentile needs: the interval is narrow once about ten requests lie
 beyond the percentile, i.e. 10 / (1 - p/100) requests: 100 for a p90, 1000 for a p99.
@@ -35,7 +40,7 @@ CONFIDENCE = 0.95  # one-sided
 
 
 def samples(records) -> dict[str, list[float]]:
-    """The per-request latencies a result keeps (ms, completed requests only)."""
+    """One run's per-request latencies, as a result keeps them (ms, completed requests)."""
     ok = [r for r in records if r.ok]
     out: dict[str, list[float]] = {}
     for m in SAMPLED:
@@ -74,10 +79,25 @@ def needed(key: str) -> int | None:
     return math.ceil(10 / (1 - p / 100.0)) if p < 100 else None
 
 
-def _samples_of(result: dict | None, metric: str) -> list[float] | None:
+def _samples_of(result: dict | None, metric: str) -> list[list[float]] | None:
+    """Each run's values of `metric` (runs with none left out), or None when there are
+    fewer than two values in all."""
     s = ((result or {}).get("llmctl") or {}).get("samples") or {}
-    vals = s.get(f"{metric}_ms")
-    return vals if isinstance(vals, list) and len(vals) >= 2 else None
+    runs = s.get("runs") if isinstance(s.get("runs"), list) else [s]
+    out = [
+        r[f"{metric}_ms"]
+        for r in runs
+        if isinstance(r, dict) and isinstance(r.get(f"{metric}_ms"), list) and r[f"{metric}_ms"]
+    ]
+    return out if sum(len(v) for v in out) >= 2 else None
+
+
+def _resample(runs: list[list[float]], rng: random.Random) -> list[float]:
+    """Runs drawn with replacement, then each drawn run's requests with replacement."""
+    out: list[float] = []
+    for run in rng.choices(runs, k=len(runs)):
+        out.extend(rng.choices(run, k=len(run)))
+    return out
 
 
 def interval(key: str, base: dict | None, cand: dict, pct: bool) -> dict | None:
@@ -90,12 +110,13 @@ def interval(key: str, base: dict | None, cand: dict, pct: bool) -> dict | None:
     b, c = _samples_of(base, metric), _samples_of(cand, metric)
     if b is None or c is None:
         return None
-    rounds = max(200, min(BOOT, BOOT_WORK // (len(b) + len(c))))
+    nb, nc = sum(map(len, b)), sum(map(len, c))
+    rounds = max(200, min(BOOT, BOOT_WORK // (nb + nc)))
     rng = random.Random(0)
     changes = []
     for _ in range(rounds):
-        vb = f(rng.choices(b, k=len(b)))
-        vc = f(rng.choices(c, k=len(c)))
+        vb = f(_resample(b, rng))
+        vc = f(_resample(c, rng))
         if pct:
             changes.append(100.0 * (vc - vb) / abs(vb) if vb else math.copysign(math.inf, vc))
         else:
@@ -105,8 +126,9 @@ def interval(key: str, base: dict | None, cand: dict, pct: bool) -> dict | None:
         "low": percentile(changes, alpha),
         "high": percentile(changes, 100 - alpha),
         "rounds": rounds,
-        "n_base": len(b),
-        "n_cand": len(c),
+        "n_base": nb,
+        "n_cand": nc,
+        "runs": [len(b), len(c)],
     }
 
 

@@ -191,25 +191,38 @@ def run_sweep(
     gates: list | None = None,
     baseline: Any = None,
     baseline_path: Path | None = None,
+    repeat: int = 1,
 ) -> Sweep:
     """Run every point, gate every run, assemble the result document.
 
     `progress(event)` is the runner's progress callback; it may have a `label` attribute,
     set to the point's label before each run. `gates`: `bench.gate` gates, or with a
     `baseline` (a loaded result file, `bench.compare.load`) compare gates, each checked
-    against the baseline's point of the same label."""
+    against the baseline's point of the same label. `repeat`: each point measured that
+    many times back to back and reported as one (bench/repeat.py)."""
+    from llmdeploy_cli.bench.repeat import merge
     from llmdeploy_cli.bench.runner import run_bench
 
+    if repeat < 1:
+        raise UsageError("--repeat must be >= 1")
     sweep, points = sweep_points(cfg, concurrencies, rates)
     runs: list[BenchRun] = []
-    for i, point in enumerate(points):
-        if progress is not None and hasattr(progress, "label"):
-            progress.label = point_label(sweep, point) or "bench"
-        if i > 0:  # the first point checked the endpoint and settled forcing
-            point = dataclasses.replace(point, check=False, model=runs[0].result["model_id"])
-            if not runs[0].result["llmctl"]["forced_output_len"]:
-                point = dataclasses.replace(point, force_output_len="off")
-        runs.append(run_bench(point, progress))
+    first: BenchRun | None = None
+    for point in points:
+        label = point_label(sweep, point) or "bench"
+        parts: list[BenchRun] = []
+        for k in range(repeat):
+            if progress is not None and hasattr(progress, "label"):
+                progress.label = label + (f" (run {k + 1}/{repeat})" if repeat > 1 else "")
+            if first is not None:  # the first run checked the endpoint and settled forcing
+                point = dataclasses.replace(point, check=False, model=first.result["model_id"])
+                if not first.result["llmctl"]["forced_output_len"]:
+                    point = dataclasses.replace(point, force_output_len="off")
+            parts.append(run_bench(point, progress))
+            first = first or parts[0]
+            if parts[-1].interrupted or parts[-1].server_lost:
+                break
+        runs.append(merge(point, parts))
         if runs[-1].interrupted or runs[-1].server_lost:
             break
     result = Sweep(sweep, points, runs)

@@ -99,6 +99,14 @@ def bench(
         float | None, typer.Option("--duration", help="Send for S seconds instead of -n.")
     ] = None,
     warmup: Annotated[int, typer.Option("--warmup", help="Requests sent first, not measured.")] = 0,
+    repeat: Annotated[
+        int,
+        typer.Option(
+            "--repeat",
+            help="Measure K times back to back, report as one (run-to-run spread for "
+            "--baseline gates).",
+        ),
+    ] = 1,
     input_len: Annotated[
         int, typer.Option("--input-len", help="Random prompts: tokens per prompt.")
     ] = 128,
@@ -202,8 +210,8 @@ def bench(
                          "--request-rate, not both")  # fmt: skip
     if task is not None and task not in ("chat", "embedding"):
         raise UsageError(f"--task {task!r}: use chat or embedding")
-    if batch_size < 1 or workers < 1:
-        raise UsageError("--batch-size and --workers must be >= 1")
+    if batch_size < 1 or workers < 1 or repeat < 1:
+        raise UsageError("--batch-size, --workers and --repeat must be >= 1")
     if plot is not None:
         from llmdeploy_cli.bench.plot import require_matplotlib
 
@@ -268,8 +276,9 @@ def bench(
     )
     with _Progress() as progress:
         result = run_sweep(
-            cfg, concs, rates, progress, gates=gates, baseline=base, baseline_path=baseline
-        )
+            cfg, concs, rates, progress, gates=gates, baseline=base, baseline_path=baseline,
+            repeat=repeat,
+        )  # fmt: skip
     if save_result is not None:
         sweep.save(result, save_result)
     if plot is not None:

@@ -188,7 +188,7 @@ def test_bench_baseline_gate_on_real_runs(tmp_path, capsys):
     with standin("--ttft-ms", "20", "--itl-ms", "1") as (url, _):
         assert main(["bench", "--url", url, *args, "--save-result", str(base)]) == 0
         saved = json.loads(base.read_text())
-        assert len(saved["llmctl"]["samples"]["ttft_ms"]) == 30
+        assert len(saved["llmctl"]["samples"]["runs"][0]["ttft_ms"]) == 30
         gate = ["--baseline", str(base), "--fail-if", "p99_ttft_ms>+10%"]
         assert main(["bench", "--url", url, *args, *gate]) == 0
     capsys.readouterr()
@@ -196,3 +196,48 @@ def test_bench_baseline_gate_on_real_runs(tmp_path, capsys):
         assert main(["bench", "--url", url, *args, *gate]) == 6
     err = capsys.readouterr().err
     assert "p99_ttft_ms>+10%: failed" in err and "95% interval" in err
+
+
+def _runs(*runs: list[float]) -> dict:
+    from llmdeploy_cli.bench.metrics import percentile
+
+    pooled = [v for r in runs for v in r]
+    return {
+        "completed": len(pooled),
+        "p99_ttft_ms": percentile(pooled, 99),
+        "llmctl": {"samples": {"runs": [{"ttft_ms": list(r)} for r in runs]}},
+    }
+
+
+def test_repeat_runs_carry_the_run_to_run_spread_into_the_gate():
+    """One quiet baseline run against a candidate run on a busier machine: a regression by
+    any within-run statistic. Three baseline runs, one of them busy as well: the spread
+    the runs show covers the candidate, and the gate passes."""
+    from llmdeploy_cli.bench.compare import parse_compare_gate
+
+    gate = parse_compare_gate("p99_ttft_ms>+10%", ["p99_ttft_ms"])
+    quiet = [_draw(s, 100) for s in (1, 2)]
+    busy = [_draw(s, 100, scale=1.5) for s in (3, 4, 5)]
+    one = gate.detail(_runs(quiet[0]), _runs(busy[0]))
+    assert one["failed"] is True and one["runs"] == [1, 1]
+    three = gate.detail(_runs(quiet[0], quiet[1], busy[1]), _runs(busy[0], busy[2], quiet[1]))
+    assert three["failed"] is False and three["runs"] == [3, 3]
+    assert three["interval"][0] < 10 < three["interval"][1]
+
+
+def test_repeat_merges_k_runs_into_one_result(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    with standin("--ttft-ms", "5", "--itl-ms", "1") as (url, _):
+        code = main(["bench", "--url", url, "-n", "6", "-c", "2", "--input-len", "4",
+                     "--output-len", "3", "--repeat", "3", "--save-result", str(out)])  # fmt: skip
+        seen = stamps(url)
+    assert code == 0
+    doc = json.loads(out.read_text())
+    assert doc["completed"] == 18 and doc["num_prompts"] == 18
+    assert [len(r["ttft_ms"]) for r in doc["llmctl"]["samples"]["runs"]] == [6, 6, 6]
+    rep = doc["llmctl"]["repeat"]
+    assert rep["runs"] == 3 and [p["completed"] for p in rep["per_run"]] == [6, 6, 6]
+    assert doc["duration"] == sum(p["duration"] for p in rep["per_run"])
+    # one check request for the three runs
+    assert sum("check" in k for k in seen) == 1
+    assert "(run 3/3)" not in capsys.readouterr().out
