@@ -52,7 +52,7 @@ HOP_BY_HOP = frozenset(
         "Accept-Encoding",
     )
 )
-CHUNK = 64 * 1024
+DROP_FROM_UPSTREAM = HOP_BY_HOP | {"content-encoding"}
 
 
 def error_response(
@@ -72,28 +72,32 @@ class Proxy:
         self.session = session
         self.metrics = metrics
         self.api_key = api_key
+        self._urls: dict = {}
+        self._routes_gw, self._routes = None, {}
 
     def app(self, max_body: int, extra=()) -> web.Application:
         """The application; `extra` (method, path, handler) routes carry their own auth."""
-        app = web.Application(client_max_size=max_body, middlewares=[self._auth])
+        app = web.Application(client_max_size=max_body)
+        key = self._guarded  # the key check wraps each handler once, here: no middleware
         app.router.add_get("/health", self.health)
-        app.router.add_get("/metrics", self.metrics_page)
-        app.router.add_get("/v1/models", self.models)
+        app.router.add_get("/metrics", key(self.metrics_page))
+        app.router.add_get("/v1/models", key(self.models))
         for path in PROXIED:
-            app.router.add_post(path, self.forward)
+            app.router.add_post(path, key(self.forward))
         for method, path, handler in extra:
             app.router.add_route(method, path, handler)
-        app.router.add_route("*", "/{tail:.*}", self.not_proxied)
+        app.router.add_route("*", "/{tail:.*}", key(self.not_proxied))
         return app
 
-    @web.middleware
-    async def _auth(self, request: web.Request, handler):
-        public = request.path == "/health" or request.path.startswith("/llmctl/")
-        if self.api_key and not public and not self._key_ok(request):
-            return error_response(
-                401, "missing or wrong API key", "invalid_request_error", code="invalid_api_key"
-            )
-        return await handler(request)
+    def _guarded(self, handler):
+        async def guarded(request: web.Request):
+            if self.api_key and not self._key_ok(request):
+                return error_response(
+                    401, "missing or wrong API key", "invalid_request_error", code="invalid_api_key"
+                )
+            return await handler(request)
+
+        return guarded
 
     def _key_ok(self, request: web.Request) -> bool:
         auth = request.headers.get("Authorization", "")
@@ -166,7 +170,7 @@ class Proxy:
                 "invalid_request_error",
                 code="model_not_found",
             )
-        allowed = model_routes(model.backend, model.profile.model.task)
+        allowed = self._routes_of(gw, model)
         if request.path not in allowed:
             return error_response(
                 404,
@@ -183,37 +187,45 @@ class Proxy:
                 e.status, e.message, e.type, retry_after=e.retry_after, hint=e.hint
             )
         try:
-            return await self._pass(request, lease, doc, name, t0)
+            return await self._pass(request, lease, doc, body, name, t0)
         finally:
             lease.release()
 
-    async def _pass(self, request, lease, doc, name, t0) -> web.StreamResponse:
+    async def _pass(self, request, lease, doc, body, name, t0) -> web.StreamResponse:
         import aiohttp
 
         up = lease.upstream
-        doc["model"] = up.model
+        if doc["model"] != up.model:  # else the client's bytes go on as they came
+            doc["model"] = up.model
+            body = wire.dumps(doc)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
         headers["Content-Type"] = "application/json"
         if up.api_key:
             headers["Authorization"] = f"Bearer {up.api_key}"
-        root = up.base_url[: -len("/v1")] if up.base_url.endswith("/v1") else up.base_url
-        url = root + request.path_qs
         resp: web.StreamResponse | None = None
         try:
-            async with self.session.post(url, data=wire.dumps(doc), headers=headers) as r:
+            async with self.session.post(
+                self._url(up.base_url, request.path_qs), data=body, headers=headers
+            ) as r:
                 resp = web.StreamResponse(status=r.status)
+                out = resp.headers
                 for k, v in r.headers.items():
-                    if k.lower() not in HOP_BY_HOP and k.lower() != "content-encoding":
-                        resp.headers[k] = v
+                    if k.lower() not in DROP_FROM_UPSTREAM:
+                        out[k] = v
                 if r.content_length is not None:
                     resp.content_length = r.content_length
                 await resp.prepare(request)
-                first = True
-                async for chunk in r.content.iter_chunked(CHUNK):
-                    if first:
-                        self.metrics.first_byte(name, time.monotonic() - t0)
-                        first = False
-                    await resp.write(chunk)  # waits while the client's buffer is full
+                # Whatever the upstream socket has delivered goes on in one write: one
+                # event as it comes when the engine streams, several at once only when
+                # they were already there together; a write waits while the client's
+                # buffer is full (bounded buffering)
+                content, write = r.content, resp.write
+                chunk = await content.readany()
+                if chunk:
+                    self.metrics.first_byte(name, time.monotonic() - t0)
+                while chunk:
+                    await write(chunk)
+                    chunk = await content.readany()
                 await resp.write_eof()
                 self.metrics.request(name, r.status)
                 return resp
@@ -235,6 +247,31 @@ class Proxy:
             if request.transport is not None:
                 request.transport.close()  # no [DONE], no clean end: the client sees a cut
             return resp
+
+    def _routes_of(self, gw, model) -> tuple[str, ...]:
+        """The routes `model` serves, worked out once per loaded gateway file."""
+        if self._routes_gw is not gw:
+            self._routes_gw, self._routes = gw, {}
+        allowed = self._routes.get(model.name)
+        if allowed is None:
+            allowed = self._routes[model.name] = model_routes(
+                model.backend, model.profile.model.task
+            )
+        return allowed
+
+    def _url(self, base_url: str, path_qs: str):
+        """The engine's URL for this path, parsed once (yarl) and kept."""
+        key = (base_url, path_qs)
+        url = self._urls.get(key)
+        if url is None:
+            from yarl import URL
+
+            root = base_url[: -len("/v1")] if base_url.endswith("/v1") else base_url
+            url = URL(root + path_qs)
+            if len(self._urls) > 1024:  # query strings vary: keep the cache bounded
+                self._urls.clear()
+            self._urls[key] = url
+        return url
 
     def _diagnose(self, lease, e: BaseException) -> str:
         from llmdeploy_cli.openai_http.failures import classify

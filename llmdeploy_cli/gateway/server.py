@@ -161,8 +161,7 @@ async def run_gateway(
     housekeeping = asyncio.get_running_loop().create_task(fleet.run())
     try:
         async with session:
-            while not stop.is_set():
-                await asyncio.sleep(0.1)
+            await _until_set(stop)
             emit("stopping", f"draining up to {gw.spec.shutdown_grace:g} s")
             await site.stop()  # no new connections
             t0 = time.monotonic()
@@ -179,6 +178,15 @@ async def run_gateway(
             control_path(gw.name).unlink()
         except OSError:
             pass
+
+
+async def _until_set(stop) -> None:
+    """Wait for `stop` (StopFlag or threading.Event) in a worker thread, not by polling it
+    on the loop: an idle gateway's loop then wakes for its housekeeping only. The thread
+    looks once a second, so a loop that ends otherwise never waits long for it."""
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        await loop.run_in_executor(None, stop.wait, 1.0)
 
 
 def _write_control(name: str, doc: dict) -> None:
