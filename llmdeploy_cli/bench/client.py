@@ -22,6 +22,7 @@ import time
 from typing import TYPE_CHECKING
 
 from llmdeploy_cli.bench.metrics import RequestRecord
+from llmdeploy_cli.openai_http.clients import post
 from llmdeploy_cli.openai_http.failures import classify
 from llmdeploy_cli.openai_http.wire import (
     DONE,
@@ -162,8 +163,8 @@ async def send(
     st = _Stream(rec)
     rec.sent = now()
     try:
-        async with client.post(
-            url, data=data, headers=_headers(rec), trace_request_ctx=rec
+        async with post(
+            client, url, data=data, headers=_headers(rec), trace_request_ctx=rec
         ) as resp:
             rec.status = resp.status
             if resp.status != 200:
@@ -264,8 +265,8 @@ async def send_embeddings(
     data = dumps(body)
     rec.sent = now()
     try:
-        async with client.post(
-            url, data=data, headers=_headers(rec), trace_request_ctx=rec
+        async with post(
+            client, url, data=data, headers=_headers(rec), trace_request_ctx=rec
         ) as resp:
             raw = await resp.read()
             rec.done = rec.last_choice = now()

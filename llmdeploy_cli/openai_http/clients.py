@@ -16,6 +16,7 @@ HTTP libraries are imported inside the factories only.
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -63,6 +64,9 @@ def sync_client(
     )
 
 
+KEEPALIVE_S = 3.0
+
+
 def async_session(
     url: str,
     *,
@@ -88,26 +92,74 @@ def async_session(
     connector = aiohttp.TCPConnector(
         limit=max_connections,
         limit_per_host=0,
-        keepalive_timeout=30.0,
+        # Below the idle timeout of the servers llmctl talks to (uvicorn and llama.cpp's
+        # cpp-httplib close an idle keep-alive connection after 5 s): reusing a connection
+        # the server is closing fails the request ("Server disconnected", or "Can not write
+        # request body"), and a POST is never retried. Closing first costs one reconnect.
+        keepalive_timeout=KEEPALIVE_S,
         ttl_dns_cache=300,
     )
-    traces = []
+    tc = aiohttp.TraceConfig()
+
+    async def reused(session, ctx, params) -> None:
+        if isinstance(ctx.trace_request_ctx, Attempt):
+            ctx.trace_request_ctx.reused = True
+
+    tc.on_connection_reuseconn.append(reused)
     if on_request_sent is not None:
-        tc = aiohttp.TraceConfig()
 
         async def sent(session, ctx, params) -> None:
-            on_request_sent(ctx.trace_request_ctx)
+            user = ctx.trace_request_ctx
+            on_request_sent(user.user if isinstance(user, Attempt) else user)
 
         tc.on_request_chunk_sent.append(sent)
-        traces.append(tc)
     return aiohttp.ClientSession(
         connector=connector,
         # pool waits are the bench's own queueing (the concurrency cap bounds them)
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=timeout),
         headers={**auth_headers(api_key), **(headers or {})},
         trust_env=use_proxy_env(url),
-        trace_configs=traces or None,
+        trace_configs=[tc],
     )
+
+
+class Attempt:
+    """The trace context of one try of a request: whether it rode a pooled connection, and
+    the caller's own `trace_request_ctx` (what `on_request_sent` receives)."""
+
+    __slots__ = ("reused", "user")
+
+    def __init__(self, user: Any) -> None:
+        self.user = user
+        self.reused = False
+
+
+@asynccontextmanager
+async def post(session: aiohttp.ClientSession, url: str, *, trace_request_ctx: Any = None, **kw):
+    """`session.post(url, ...)` as an async context manager, tried again when a pooled
+    keep-alive connection turns out closed by the server before the request reached it.
+
+    llama.cpp's server closes the connection after every streamed answer while announcing
+    keep-alive; the close lands just after the last chunk, so the pool can hand the
+    connection out again and the next request fails ("Server disconnected", "Can not write
+    request body") without the server ever seeing it. Only a try on a reused connection is
+    repeated (at most once per pooled connection): a failure on a fresh connection is
+    reported as it is, so a retry never hides a server's failure.
+    """
+    import aiohttp
+
+    tries = (session.connector.limit if session.connector else 0) or 100
+    for left in range(tries, -1, -1):
+        attempt = Attempt(trace_request_ctx)
+        try:
+            resp = await session.post(url, trace_request_ctx=attempt, **kw)
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+            if not attempt.reused or not left:
+                raise
+            continue
+        async with resp:
+            yield resp
+        return
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
@@ -121,4 +173,13 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     return uvloop.run(coro)
 
 
-__all__ = ["async_session", "auth_headers", "is_loopback", "run", "sync_client", "use_proxy_env"]
+__all__ = [
+    "Attempt",
+    "async_session",
+    "auth_headers",
+    "is_loopback",
+    "post",
+    "run",
+    "sync_client",
+    "use_proxy_env",
+]

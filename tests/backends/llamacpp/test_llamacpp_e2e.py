@@ -131,7 +131,7 @@ def test_serve_ready_smoke_bench_stop(tmp_path, env, tiny_gguf, tiny_model):
         )
         assert b.returncode == 0, b.stderr + b.stdout
         result = doc_of(b)
-        assert result["completed"] == 8 and result["failed"] == 0
+        assert result["completed"] == 8 and result["failed"] == 0, result.get("llmctl")
         assert result["total_output_tokens"] > 0 and result["mean_ttft_ms"] > 0
     finally:
         stop = run("stop", "lcpp-e2e", "--json", env=env)
