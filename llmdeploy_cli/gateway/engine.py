@@ -85,6 +85,9 @@ class ServedEngine:
             ),
             "restart": p.restart.model_copy(update={"policy": "no"}),
         }
+        if p.model.served_name is None and model.resolved.plan.endpoint.model == p.name:
+            # the engine's name defaults to the profile's: keep it, not the run's name
+            update["model"] = p.model.model_copy(update={"served_name": p.name})
         if not p.server.managed:
             update = {"name": update["name"]}
         profile = p.model_copy(update=update)

@@ -226,3 +226,32 @@ def test_the_wait_for_gpu_memory_is_bounded(smi):
         assert 0.5 <= seen["b"][0] - t0 < 5 and seen["b"][1][0].free_bytes == 35 * GiB
 
     asyncio.run(asyncio.wait_for(go(), 20))
+
+
+def test_an_engine_started_on_a_gpu_is_rendered_with_its_setting(tmp_path, tiny_model):
+    """The real start seam: the rendered vLLM command carries the computed fraction, and
+    the engine keeps the profile's own name as its model name (not the run's)."""
+    from llmdeploy_cli.gateway.config import load_gateway
+    from llmdeploy_cli.gateway.engine import ServedEngine
+    from llmdeploy_cli.gateway.needs import need_of
+
+    (tmp_path / "v.yml").write_text(
+        f"name: v\nbackend: vllm\nmodel: {{source: {tiny_model}}}\n"
+        "resources: {max_model_len: 256}\n"
+    )
+    (tmp_path / "gw.yml").write_text(
+        "name: lab\nprofiles: [v.yml]\nmemory: {gpus: [40GiB], host_ram: 8GiB}\n"
+    )
+    m = load_gateway(tmp_path / "gw.yml", {}).models["v"]
+    need = need_of(m, {"gpu:0": 40 * GiB, "host": 8 * GiB}).devices
+    before = set(os.environ)
+    try:
+        e = ServedEngine(m, "lab", {}, None, need, [GpuInfo(0, "H100", CARD, 30 * GiB)])
+    finally:
+        for k in set(os.environ) - before:  # the engine key it made for itself
+            del os.environ[k]
+    assert e.sizing == {"resources.gpu_memory_utilization": 0.37}  # 30 GiB free of 80
+    argv = [a for step in e.resolved.plan.steps for a in step.command.argv]
+    assert argv[argv.index("--gpu-memory-utilization") + 1] == "0.37"
+    assert argv[argv.index("--served-model-name") + 1] == "v" and e.model == "v"
+    assert e.profile.name == "lab/v"
