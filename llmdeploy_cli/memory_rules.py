@@ -191,8 +191,9 @@ class FractionOfTotal(MemoryRule):
         self, plan, budget_bytes: int, card_total: int, free: int, layers: int | None = None
     ) -> dict | None:
         """The fraction of the card's total that is at most the budget and at most what is
-        free (the engine refuses to start when its fraction of the total exceeds the free
-        memory), rounded down to a hundredth; None below the fraction of one request."""
+        free now (vLLM's GPU worker refuses to start when its fraction of the total exceeds
+        the free memory: "Free memory on device ... is less than desired GPU memory
+        utilization"), rounded down to a hundredth; None below the fraction of one request."""
         if card_total <= 0:
             return None
         take = min(budget_bytes, free)
