@@ -8,7 +8,7 @@ numbers fails at random. So every result keeps its per-request latencies
 a change gate on a latency statistic (`mean_`, `median_`, `pNN_` of ttft/tpot/e2el)
 resamples both sides (bootstrap, BOOT rounds, a fixed seed): first the runs (`--repeat
 K` made K of them), then the requests within each chosen run. It fails only when the
-whole one-sided 95 % interval of the change is past the limit: `>+10%` fails when even
+whole one-sided 99 % interval of the change is past the limit: `>+10%` fails when even
 the low end of the change is above +10 %.
 
 Inside one run the bootstrap sees sampling noise only. A machine whose load changes
@@ -36,7 +36,7 @@ SAMPLED = ("ttft", "tpot", "e2el")
 _KEY = re.compile(r"^(mean|median|p(\d+(?:\.\d+)?))_(ttft|tpot|e2el)_ms$")
 BOOT = 2000  # bootstrap rounds (fewer for very large runs: BOOT_WORK values in all)
 BOOT_WORK = 4_000_000
-CONFIDENCE = 0.95  # one-sided
+CONFIDENCE = 0.99  # one-sided: a CI gate fails only when it is sure (docs/bench.md)
 
 
 def samples(records) -> dict[str, list[float]]:

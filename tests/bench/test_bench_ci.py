@@ -195,7 +195,7 @@ def test_bench_baseline_gate_on_real_runs(tmp_path, capsys):
     with standin("--ttft-ms", "80", "--itl-ms", "1") as (url, _):
         assert main(["bench", "--url", url, *args, *gate]) == 6
     err = capsys.readouterr().err
-    assert "p99_ttft_ms>+10%: failed" in err and "95% interval" in err
+    assert "p99_ttft_ms>+10%: failed" in err and "99% interval" in err
 
 
 def _runs(*runs: list[float]) -> dict:
