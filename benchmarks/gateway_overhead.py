@@ -141,7 +141,8 @@ def main() -> None:
     ap.add_argument("--ttft-ms", default="50")
     ap.add_argument("--itl-ms", default="10")
     ap.add_argument("--clients", type=int, default=1, help="load generator processes")
-    ap.add_argument("--rate", type=float, default=50.0, help="fixed arrival rate, req/s")
+    ap.add_argument("--concurrency", default="1,32", help="closed-loop levels, comma-separated")
+    ap.add_argument("--rate", type=float, default=50.0, help="fixed arrival rate, req/s; 0: skip")
     ap.add_argument("--rate-seconds", type=float, default=10.0)
     ap.add_argument("--relay", action="store_true", help="also measure a raw byte relay")
     ap.add_argument(
@@ -215,7 +216,7 @@ def main() -> None:
             proxy_pid["direct"] = procs["gateway"].pid  # its idle cost meanwhile
             skip = {standin_proc.pid, *proxy_pid.values()}
             own = [os.getpid()] + [c.pid for c in psutil.Process().children() if c.pid not in skip]
-            for c in (1, 32):
+            for c in [int(x) for x in args.concurrency.split(",")]:
                 rows: dict[str, list] = {k: [] for k in targets}
                 for _ in range(args.repeat):
                     for name, url in targets.items():  # interleaved
@@ -238,18 +239,19 @@ def main() -> None:
                         )
                 report(c, args, rows)
             rate_rows = {}
-            for name, url in targets.items():
+            for name, url in targets.items() if args.rate > 0 else ():
                 b0 = cpu_of(proxy_pid[name])
                 done, wall, ttft = asyncio.run(at_rate(url, args.rate, args.rate_seconds))
                 rate_rows[name] = (done / wall, statistics.median(ttft), pct(ttft, 0.99))
                 rate_rows[name] += ((cpu_of(proxy_pid[name]) - b0) / max(1, done),)
-            print(f"\nfixed rate {args.rate:g} req/s for {args.rate_seconds:g} s (open loop)")
+            if rate_rows:
+                print(f"\nfixed rate {args.rate:g} req/s for {args.rate_seconds:g} s (open loop)")
             for name, (tput, p50, p99, cpu) in rate_rows.items():
                 print(
                     f"{name:11} {tput:7.1f} req/s  TTFT p50 {p50 * 1e3:6.2f} ms  "
                     f"p99 {p99 * 1e3:6.2f} ms  proxy CPU {cpu * 1e3:.3f} ms/req"
                 )
-            for name in targets:
+            for name in rate_rows:
                 if name != "direct":
                     ratio = rate_rows[name][0] / rate_rows["direct"][0]
                     print(f"throughput {name} / direct at {args.rate:g} req/s: {ratio:.3f}")

@@ -10,6 +10,7 @@ run's state, never the gateway's client key.
 from __future__ import annotations
 
 import asyncio
+import gc
 import hmac
 import json
 import logging
@@ -156,6 +157,11 @@ async def run_gateway(
             hint="another process holds the port: pick another listen.port, or stop it",
         ) from None
     url = f"http://{host}:{port}"
+    # What was built up to here (imports, config, the app) lives as long as the gateway:
+    # out of the collector's sight, a full collection walks only what requests leave
+    # (tens of ms less per full pass, which showed as the p99 of a request's first token)
+    gc.collect()
+    gc.freeze()
     _write_control(gw.name, {"url": url, "token": token, "pid": os.getpid()})
     emit("listening", url)
     housekeeping = asyncio.get_running_loop().create_task(fleet.run())
