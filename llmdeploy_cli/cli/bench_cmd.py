@@ -326,7 +326,8 @@ def _say_outcome(end, saved: Path | None) -> None:
         hints = [f"first {first}: {ex.get(first, '')}"] if ex else []
         if end.kind == "requests_failed":
             hints.append("a --fail-if 'failed>N' gate sets how many may fail")
-        error_text(f"{what}: {fmt_failures(end.failures)}{where}", "; ".join(hints) or None)
+        saved_to = f"; result written to {saved}" if saved else ""
+        error_text(f"{what}: {fmt_failures(end.failures)}{saved_to}", "; ".join(hints) or None)
     elif end.kind == "gates_failed":
         for c in end.failed_checks:
             if "mode" in c:
