@@ -2,7 +2,8 @@
 
 - POST /v1/chat/completions, /v1/completions, /v1/embeddings and the rerank routes go to
   the model whose served name or alias is in `model`; the request's `model` is rewritten
-  to the engine's exact name, the response's bytes pass through unchanged.
+  to the engine's exact name (a body that already names it goes on byte for byte), the
+  response's bytes pass through unchanged.
 - GET /v1/models lists every configured model with its state; GET /health answers for the
   gateway; GET /metrics is Prometheus text.
 - With a gateway key, every route but /health needs it (constant-time compare). The
