@@ -26,6 +26,7 @@ from aiohttp import web
 from llmdeploy_cli.gateway.caps import model_routes
 from llmdeploy_cli.gateway.fleet import READY, GatewayError
 from llmdeploy_cli.openai_http import wire
+from llmdeploy_cli.openai_http.clients import post
 
 PROXIED = (
     "/v1/chat/completions",
@@ -205,8 +206,10 @@ class Proxy:
             headers["Authorization"] = f"Bearer {up.api_key}"
         resp: web.StreamResponse | None = None
         try:
-            async with self.session.post(
-                self._url(up.base_url, request.path_qs), data=body, headers=headers
+            # post(): a pooled connection the engine closed after its last answer (llama.cpp
+            # does after every stream) is tried again instead of becoming a 502
+            async with post(
+                self.session, self._url(up.base_url, request.path_qs), data=body, headers=headers
             ) as r:
                 resp = web.StreamResponse(status=r.status)
                 out = resp.headers
