@@ -17,7 +17,6 @@ worker) is gone. The model answers gibberish: only protocol facts are asserted.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes import free_port
 from tests.serve.conftest import json_out, kill_quietly, llmctl, llmctl_env, read_state
 
 pytestmark = pytest.mark.slow
@@ -57,12 +57,6 @@ def xinference_env() -> Path:
     print(f"\nxinference {VERSION} env: {doc['path']} ({how})")
     assert doc["version"] == VERSION and doc["device"] == "cpu"
     return Path(doc["path"])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def profile(tmp_path: Path, model: Path, name: str, extra_options: str = "", server: str = ""):

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes import tiny_gguf_file
+
 
 def llama_profile(folder: Path, name: str, gguf: Path | str, extra: str = "") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
@@ -48,12 +50,4 @@ def write_gateway(folder: Path, body: str) -> Path:
 @pytest.fixture(scope="session")
 def tiny_gguf(tiny_model, tmp_path_factory) -> Path:
     """tests/tinymodel.py's model as an F32 GGUF (LLMCTL_TINY_GGUF reuses one)."""
-    import os
-
-    pytest.importorskip("gguf", reason="writing a GGUF needs the gguf package (test extra)")
-    from tests.gguf_model import write_gguf
-
-    cached = os.environ.get("LLMCTL_TINY_GGUF")
-    out = Path(cached) if cached else tmp_path_factory.mktemp("tiny-gguf") / "tiny.gguf"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return write_gguf(tiny_model, out)
+    return tiny_gguf_file(tiny_model, tmp_path_factory)

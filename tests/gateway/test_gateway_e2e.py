@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from tests.e2e import LLMCTL, processes_with, run, wait_gone
+from tests.fakes import free_port
 from tests.gateway.conftest import llama_profile
 
 pytestmark = [
@@ -30,14 +31,6 @@ pytestmark = [
 
 KEY = "sk-gateway-test-1234"
 MSG = [{"role": "user", "content": "hi"}]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def port_free(port: int) -> bool:

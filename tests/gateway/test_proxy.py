@@ -12,6 +12,7 @@ import pytest
 from aiohttp import web
 
 from llmdeploy_cli.gateway.config import load_gateway
+from tests.fakes import free_port
 from tests.gateway.conftest import llama_profile, write_gateway
 
 RAW = b'{"id":"x",  "model":"engine-name" ,"choices":[]}'  # odd spacing: must arrive as is
@@ -64,11 +65,7 @@ def gw(tmp_path):
     gguf = tmp_path / "m.gguf"
     gguf.write_bytes(b"GGUF")
     llama_profile(tmp_path / "profiles", "a", gguf)
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     f = write_gateway(
         tmp_path,
         f"""\

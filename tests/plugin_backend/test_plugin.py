@@ -19,20 +19,13 @@ from pathlib import Path
 import pytest
 
 from llmdeploy_cli import registry
+from tests.fakes import free_port
 from tests.plugin_backend.plugin_env import (
     build_engine_wheel,
     install_plugin,
     llmctl,
     plugin_env,
 )
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _tiny_model(folder: Path) -> Path:
@@ -69,7 +62,7 @@ class Setup:
         self.wheels = base / "wheels"
         build_engine_wheel(self.wheels)
         self.model = _tiny_model(base / "model")
-        self.port = _free_port()
+        self.port = free_port()
         self.env = plugin_env(
             self.site,
             LLMCTL_STATE_DIR=str(base / "state"),

@@ -11,6 +11,7 @@ import signal
 
 import pytest
 
+from tests.fakes import slow_chat_profile
 from tests.serve.conftest import (
     alive,
     group_left,
@@ -25,31 +26,11 @@ from tests.serve.conftest import (
 pytestmark = pytest.mark.slow
 
 
-def _slow_chat_profile(tmp_path, fake_engine, tiny_model, name: str, extra: str = ""):
-    """A vLLM profile whose 'engine' is the slow_chat stand-in: ready in well under 1 s."""
-    p = tmp_path / f"{name}.yml"
-    p.write_text(
-        f"""name: {name}
-backend: vllm
-model:
-  source: {tiny_model}
-  served_name: stand-in
-server:
-  host: 127.0.0.1
-  port: auto
-runtime:
-  executable: {fake_engine("slow_chat")}
-  engine_version: "0.33.0"
-{extra}"""
-    )
-    return p
-
-
 def test_sighup_stops_a_foreground_serve_gracefully(tmp_path, fake_engine, tiny_model):
     """A closed terminal (SIGHUP) stops the engine group the way SIGTERM does, and the
     serve exits 129 (128 + 1); it used to die at once, leaving the engine to the
     parent-death SIGKILL."""
-    p = _slow_chat_profile(tmp_path, fake_engine, tiny_model, "hup")
+    p = slow_chat_profile(tmp_path, fake_engine, tiny_model, "hup")
     proc = popen_llmctl("serve", p, "--no-smoke")
     try:
         line = proc.stdout.readline()
@@ -76,7 +57,7 @@ def test_restart_log_counts_consecutive_failures_and_all_restarts(
     """The restart budget is of consecutive failures; the log used to put the total next to
     it ("restart 2 of at most 1")."""
     extra = "restart:\n  policy: on-failure\n  max_restarts: 1\n  backoff_initial: 0.1\n"
-    p = _slow_chat_profile(tmp_path, fake_engine, tiny_model, "flappy", extra)
+    p = slow_chat_profile(tmp_path, fake_engine, tiny_model, "flappy", extra)
     r = llmctl("serve", p, "--detach", "--no-smoke")
     assert r.returncode == 0, r.stderr
     try:
@@ -133,7 +114,7 @@ def test_stop_of_a_name_never_served_is_an_error(tmp_path, fake_engine, tiny_mod
     assert err["kind"] == "usage" and "never served a run named 'qwen'" in err["message"]
     assert "running: none" in err["hint"]
     name = "qwen2.5-1.5b-instruct"
-    p = _slow_chat_profile(tmp_path, fake_engine, tiny_model, name)
+    p = slow_chat_profile(tmp_path, fake_engine, tiny_model, name)
     assert llmctl("serve", p, "--detach", "--no-smoke").returncode == 0
     try:
         r = llmctl("stop", "qwen")
@@ -167,7 +148,7 @@ def test_serve_fails_the_gpu_check_doctor_fails(tmp_path, fake_engine, tiny_mode
     )
     broken = fake_nvidia_smi(tmp_path / "broken-bin", None, fails=said)
     env = llmctl_env(PATH=f"{broken}{os.pathsep}{os.environ['PATH']}")
-    p = _slow_chat_profile(tmp_path, fake_engine, tiny_model, "nodriver")
+    p = slow_chat_profile(tmp_path, fake_engine, tiny_model, "nodriver")
     doctor = llmctl("doctor", p, "--json", env=env)
     gpu = [c for c in json_out(doctor)["checks"] if c["check"] == "gpu"][0]
     assert gpu["level"] == "fail" and said in gpu["message"]

@@ -322,23 +322,10 @@ def test_lost_race_for_the_run_lock_is_a_preflight_failure(
 def test_stop_during_the_smoke_of_a_detached_serve(tiny_model, fake_engine, tmp_path):
     """The failure table's stop column: a stop that lands while a detached serve smokes
     stops the run (it used to be ignored: `ready` was printed and the server kept running)."""
+    from tests.fakes import slow_chat_profile
     from tests.serve.conftest import llmctl_env
 
-    p = tmp_path / "slow-smoke.yml"
-    p.write_text(
-        f"""name: slow-smoke
-backend: vllm
-model:
-  source: {tiny_model}
-  served_name: slow
-server:
-  host: 127.0.0.1
-  port: auto
-runtime:
-  executable: {fake_engine("slow_chat")}
-  engine_version: "0.33.0"
-"""
-    )
+    p = slow_chat_profile(tmp_path, fake_engine, tiny_model, "slow-smoke", served_name="slow")
     proc = subprocess.Popen(
         [sys.executable, "-m", "llmdeploy_cli", "serve", str(p), "--detach", "--json"],
         stdout=subprocess.PIPE,

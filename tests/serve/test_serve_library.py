@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from llmdeploy_cli.errors import UsageError
+from tests.fakes import tiny_gguf_file
 from tests.serve.conftest import alive, group_left, read_state, wait_until
 
 pytestmark = [
@@ -29,13 +30,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def gguf(tiny_model, tmp_path_factory) -> Path:
-    pytest.importorskip("gguf", reason="writing a GGUF needs the gguf package (test extra)")
-    from tests.gguf_model import write_gguf
-
-    cached = os.environ.get("LLMCTL_TINY_GGUF")
-    out = Path(cached) if cached else tmp_path_factory.mktemp("gguf") / "tiny.gguf"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return write_gguf(tiny_model, out)
+    return tiny_gguf_file(tiny_model, tmp_path_factory, "gguf")
 
 
 def _resolved(tmp_path, gguf, name, smoke_extra=""):

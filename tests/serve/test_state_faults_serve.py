@@ -18,6 +18,7 @@ import time
 
 import pytest
 
+from tests.fakes import slow_chat_profile
 from tests.serve.conftest import (
     alive,
     group_left,
@@ -32,30 +33,11 @@ from tests.serve.conftest import (
 pytestmark = pytest.mark.slow
 
 
-def _profile(tmp_path, fake_engine, tiny_model, name: str, extra: str = ""):
-    p = tmp_path / f"{name}.yml"
-    p.write_text(
-        f"""name: {name}
-backend: vllm
-model:
-  source: {tiny_model}
-  served_name: stand-in
-server:
-  host: 127.0.0.1
-  port: auto
-runtime:
-  executable: {fake_engine("slow_chat")}
-  engine_version: "0.33.0"
-{extra}"""
-    )
-    return p
-
-
 @pytest.mark.parametrize("detach", [False, True], ids=["foreground", "detach"])
 def test_serve_into_a_state_path_that_is_a_file(tmp_path, fake_engine, tiny_model, detach):
     blocker = tmp_path / "state-file"
     blocker.write_text("")
-    p = _profile(tmp_path, fake_engine, tiny_model, "nostate")
+    p = slow_chat_profile(tmp_path, fake_engine, tiny_model, "nostate")
     env = llmctl_env(LLMCTL_STATE_DIR=blocker / "llmctl")
     r = llmctl("serve", p, "--json", "--no-smoke", *(["--detach"] if detach else []), env=env)
     assert r.returncode == 3, r.stderr
@@ -73,7 +55,7 @@ def test_engine_log_on_a_full_disk(tmp_path, fake_engine, tiny_model):
     log = os.path.join(state, "logs", "fulllog.log")
     os.symlink("/dev/full", log)
     mode = os.stat("/dev/full").st_mode
-    p = _profile(tmp_path, fake_engine, tiny_model, "fulllog")
+    p = slow_chat_profile(tmp_path, fake_engine, tiny_model, "fulllog")
     r = llmctl("serve", p, "--detach", "--no-smoke")
     try:
         assert r.returncode == 0, r.stderr
@@ -125,7 +107,7 @@ def test_disk_fills_while_serving(tmp_path, fake_engine, tiny_model):
     trigger = tmp_path / "disk-is-full"
     env = llmctl_env(PYTHONPATH=inject, ENOSPC_TRIGGER=trigger)
     extra = "restart:\n  policy: on-failure\n  max_restarts: 2\n  backoff_initial: 0.1\n"
-    p = _profile(tmp_path, fake_engine, tiny_model, "filling", extra)
+    p = slow_chat_profile(tmp_path, fake_engine, tiny_model, "filling", extra)
     r = llmctl("serve", p, "--detach", "--no-smoke", env=env)
     assert r.returncode == 0, r.stderr
     st = read_state("filling")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
+
+from tests.fakes import tiny_gguf_file
 
 
 @pytest.fixture(scope="session")
@@ -14,10 +15,4 @@ def tiny_gguf(tiny_model, tmp_path_factory) -> Path:
 
     Set LLMCTL_TINY_GGUF to a file path to reuse one across sessions.
     """
-    pytest.importorskip("gguf", reason="writing a GGUF needs the gguf package (test extra)")
-    from tests.gguf_model import write_gguf
-
-    cached = os.environ.get("LLMCTL_TINY_GGUF")
-    out = Path(cached) if cached else tmp_path_factory.mktemp("tiny-gguf") / "tiny.gguf"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return write_gguf(tiny_model, out)
+    return tiny_gguf_file(tiny_model, tmp_path_factory)

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tests.e2e import doc_of, processes_with, run, wait_gone
+from tests.fakes import free_port
 
 pytestmark = [
     pytest.mark.slow,
@@ -35,14 +36,6 @@ def env(tmp_path):
     e["E2E_LLAMA_KEY"] = KEY
     e.pop("LLMCTL_DEBUG", None)
     return e
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def profile(tmp_path, gguf: Path, name: str, port: int | str = "auto") -> Path:

@@ -1,0 +1,52 @@
+"""Small helpers shared by test files: a free local port, the tiny GGUF model on disk, and a
+vLLM profile whose engine is the slow_chat stand-in (tests/serve/engines)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tiny_gguf_file(tiny_model: Path, tmp_path_factory, folder: str = "tiny-gguf") -> Path:
+    """tests/tinymodel.py's model as an F32 GGUF (tests/gguf_model.py); skips the test when
+    the gguf package is missing. Set LLMCTL_TINY_GGUF to a file path to reuse one."""
+    import pytest
+
+    pytest.importorskip("gguf", reason="writing a GGUF needs the gguf package (test extra)")
+    from tests.gguf_model import write_gguf
+
+    cached = os.environ.get("LLMCTL_TINY_GGUF")
+    out = Path(cached) if cached else tmp_path_factory.mktemp(folder) / "tiny.gguf"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return write_gguf(tiny_model, out)
+
+
+def slow_chat_profile(
+    tmp_path: Path, fake_engine, tiny_model, name: str, extra: str = "", served_name="stand-in"
+) -> Path:
+    """A vLLM profile whose 'engine' is the slow_chat stand-in: ready in well under 1 s.
+    `extra` is appended as top-level YAML."""
+    p = tmp_path / f"{name}.yml"
+    p.write_text(
+        f"""name: {name}
+backend: vllm
+model:
+  source: {tiny_model}
+  served_name: {served_name}
+server:
+  host: 127.0.0.1
+  port: auto
+runtime:
+  executable: {fake_engine("slow_chat")}
+  engine_version: "0.33.0"
+{extra}"""
+    )
+    return p
