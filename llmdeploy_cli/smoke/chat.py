@@ -20,9 +20,9 @@ from llmdeploy_cli.openai_http.wire import (
 from llmdeploy_cli.smoke.report import Exchange
 from llmdeploy_cli.smoke.transport import (
     _Ctx,
-    _post_checked,
     _raise_for_status,
     _server_error,
+    _timed_post,
     _transport_error,
 )
 
@@ -55,10 +55,7 @@ def chat_body(model: str, spec: SmokeSpec, *, stream: bool = False) -> dict:
 def _chat(ctx: _Ctx, spec: SmokeSpec) -> None:
     url = ctx.url("/chat/completions")
     body = chat_body(ctx.endpoint.model, spec)
-    t0 = time.monotonic()
-    r = _post_checked(ctx, url, body)
-    x = Exchange("chat", e2e_s=time.monotonic() - t0)
-    ctx.report.exchanges.append(x)
+    r, x = _timed_post(ctx, "chat", url, body)
     try:
         doc = r.json()
         choice = doc["choices"][0]

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
 
-from llmdeploy_cli.smoke.report import Exchange
-from llmdeploy_cli.smoke.transport import _Ctx, _post_checked
+from llmdeploy_cli.smoke.transport import _Ctx, _timed_post
 
 if TYPE_CHECKING:  # pragma: no cover
     from llmdeploy_cli.profile import SmokeSpec
@@ -15,10 +13,7 @@ if TYPE_CHECKING:  # pragma: no cover
 def _embedding(ctx: _Ctx, spec: SmokeSpec) -> None:
     url = ctx.url("/embeddings")
     body = {"model": ctx.endpoint.model, "input": spec.prompt}
-    t0 = time.monotonic()
-    r = _post_checked(ctx, url, body)
-    x = Exchange("embedding", e2e_s=time.monotonic() - t0)
-    ctx.report.exchanges.append(x)
+    r, x = _timed_post(ctx, "embedding", url, body)
     try:
         doc = r.json()
         vec = doc["data"][0]["embedding"]
@@ -46,10 +41,7 @@ def _rerank(ctx: _Ctx, spec: SmokeSpec) -> None:
     url = ctx.url("/rerank")
     docs = [spec.prompt, "An unrelated sentence about the weather."]
     body = {"model": ctx.endpoint.model, "query": spec.prompt, "documents": docs}
-    t0 = time.monotonic()
-    r = _post_checked(ctx, url, body)
-    x = Exchange("rerank", e2e_s=time.monotonic() - t0)
-    ctx.report.exchanges.append(x)
+    r, x = _timed_post(ctx, "rerank", url, body)
     try:
         doc = r.json()
         results = doc["results"]

@@ -7,13 +7,14 @@ the server does serve; any other 4xx/5xx an LlmctlError with the server's own te
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from llmdeploy_cli.errors import AssertionFailed, LlmctlError, UnreachableError
 from llmdeploy_cli.openai_http.failures import classify, unreachable_error
 from llmdeploy_cli.openai_http.wire import body_error_text, looks_like_model_error, model_ids
-from llmdeploy_cli.smoke.report import AuthError, Check, SmokeFailed, SmokeReport
+from llmdeploy_cli.smoke.report import AuthError, Check, Exchange, SmokeFailed, SmokeReport
 
 if TYPE_CHECKING:  # pragma: no cover
     import httpx
@@ -80,6 +81,16 @@ def _post_checked(ctx: _Ctx, url: str, body: dict) -> httpx.Response:
     r = _send(ctx, "POST", url, json=body)
     _raise_for_status(ctx, r, url)
     return r
+
+
+def _timed_post(ctx: _Ctx, kind: str, url: str, body: dict) -> tuple[httpx.Response, Exchange]:
+    """POST `body`, checked as _post_checked does; the answer and its Exchange (`kind`, the
+    seconds it took), already added to the report."""
+    t0 = time.monotonic()
+    r = _post_checked(ctx, url, body)
+    x = Exchange(kind, e2e_s=time.monotonic() - t0)
+    ctx.report.exchanges.append(x)
+    return r, x
 
 
 def _raise_for_status(ctx: _Ctx, r: httpx.Response, url: str) -> None:
