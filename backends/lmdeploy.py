@@ -65,6 +65,7 @@ from llmdeploy_cli.memory_rules import (
     BudgetInputs,
     MemoryRule,
     Sizing,
+    one_request_fraction,
     whole_blocks,
 )
 from llmdeploy_cli.profile import Profile
@@ -210,10 +211,7 @@ class LmdeployMemory(MemoryRule):
         if free_after <= 0:
             return None
         need_kv = plan.max_model_len * plan.kv_bytes_per_token
-        value = math.ceil(need_kv / free_after * 100) / 100
-        if value > 0.95:
-            return None
-        return {"value": value, "why": f"holds one full {plan.max_model_len}-token request"}
+        return one_request_fraction(need_kv / free_after, plan)
 
     def setting_for_budget(
         self, plan, budget_bytes: int, card_total: int, free: int, layers: int | None = None

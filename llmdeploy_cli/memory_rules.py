@@ -170,6 +170,15 @@ class MemoryRule:
         }
 
 
+def one_request_fraction(share: float, plan) -> dict | None:
+    """`share` (the fraction that holds one full request) rounded up to a hundredth, as
+    fraction_remedy answers it; None above 0.95."""
+    value = math.ceil(share * 100) / 100
+    if value > 0.95:
+        return None
+    return {"value": value, "why": f"holds one full {plan.max_model_len}-token request"}
+
+
 class FractionOfTotal(MemoryRule):
     """Engines whose budget is a fraction of the card's total: that budget is what they
     take at start, whatever the KV cache turns out to be."""
@@ -182,10 +191,7 @@ class FractionOfTotal(MemoryRule):
     def fraction_remedy(self, plan) -> dict | None:
         need_kv = plan.max_model_len * plan.kv_bytes_per_token
         other = plan.weights_per_gpu + sum(plan.reserve.values())
-        value = math.ceil((other + need_kv) / plan.gpu_mem_bytes * 100) / 100
-        if value > 0.95:
-            return None
-        return {"value": value, "why": f"holds one full {plan.max_model_len}-token request"}
+        return one_request_fraction((other + need_kv) / plan.gpu_mem_bytes, plan)
 
     def setting_for_budget(
         self, plan, budget_bytes: int, card_total: int, free: int, layers: int | None = None
