@@ -1,5 +1,6 @@
-"""Small helpers shared by test files: a free local port, the tiny GGUF model on disk, and a
-vLLM profile whose engine is the slow_chat stand-in (tests/serve/engines)."""
+"""Small helpers shared by test files: a free local port, the tiny GGUF model on disk, a
+vLLM profile whose engine is the slow_chat stand-in (tests/serve/engines), and the
+config.json of a Llama-3-8B-shaped model for memory plans."""
 
 from __future__ import annotations
 
@@ -50,3 +51,18 @@ runtime:
 {extra}"""
     )
     return p
+
+
+def llama3_8b_config() -> dict:
+    """config.json of a Llama-3-8B-shaped model (GQA, 32 layers, bf16) for memory plans."""
+    return {
+        "architectures": ["LlamaForCausalLM"],
+        "hidden_size": 4096,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "num_hidden_layers": 32,
+        "intermediate_size": 14336,
+        "vocab_size": 128256,
+        "max_position_embeddings": 8192,
+        "torch_dtype": "bfloat16",
+    }

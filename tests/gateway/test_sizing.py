@@ -21,27 +21,14 @@ from llmdeploy_cli.models.gpus import GpuInfo, query_gpus
 from llmdeploy_cli.models.plan import PlanInputs, compute_plan, memory_rule
 from llmdeploy_cli.models.units import GiB, MiB
 from llmdeploy_cli.profile import load_profile
+from tests.fakes import llama3_8b_config
 from tests.gateway.test_fleet import FakeEngine, model
 
 CARD = 80 * GiB
 
 
-def _cfg():
-    return {
-        "architectures": ["LlamaForCausalLM"],
-        "hidden_size": 4096,
-        "num_attention_heads": 32,
-        "num_key_value_heads": 8,
-        "num_hidden_layers": 32,
-        "intermediate_size": 14336,
-        "vocab_size": 128256,
-        "max_position_embeddings": 8192,
-        "torch_dtype": "bfloat16",
-    }
-
-
 def plan(engine, **kw):
-    inp = {"config": _cfg(), "weights_bytes": 16 * GiB, "max_model_len": 8192, **kw}
+    inp = {"config": llama3_8b_config(), "weights_bytes": 16 * GiB, "max_model_len": 8192, **kw}
     return compute_plan(PlanInputs(engine=engine, **inp), CARD)
 
 
@@ -73,7 +60,7 @@ def test_lmdeploy_gets_a_cache_share_of_the_free_memory_that_fits():
     at_start = compute_plan(
         PlanInputs(
             engine="lmdeploy",
-            config=_cfg(),
+            config=llama3_8b_config(),
             weights_bytes=16 * GiB,
             max_model_len=8192,
             options={"cache_max_entry_count": entry},

@@ -11,6 +11,7 @@ from llmdeploy_cli.memory_rules import MemoryRule, Sizing
 from llmdeploy_cli.models.plan import PlanInputs, compute_plan, memory_need, memory_rule
 from llmdeploy_cli.models.units import GiB, MiB
 from llmdeploy_cli.profile import load_profile
+from tests.fakes import llama3_8b_config
 
 SIZING = {
     "vllm": Sizing.FRACTION_OF_TOTAL,
@@ -21,20 +22,6 @@ SIZING = {
     "transformers": Sizing.NONE,
     "infinity": Sizing.NONE,
 }
-
-
-def _cfg():
-    return {
-        "architectures": ["LlamaForCausalLM"],
-        "hidden_size": 4096,
-        "num_attention_heads": 32,
-        "num_key_value_heads": 8,
-        "num_hidden_layers": 32,
-        "intermediate_size": 14336,
-        "vocab_size": 128256,
-        "max_position_embeddings": 8192,
-        "torch_dtype": "bfloat16",
-    }
 
 
 @pytest.mark.parametrize("name", registry.names())
@@ -55,7 +42,7 @@ def test_the_gpu_need_follows_the_engine_rule():
     """A fraction-of-total engine takes its whole budget at start; LMDeploy takes weights,
     its KV share of the free memory and its runtime; a no-pool engine what the context needs."""
     mem = 80 * GiB
-    inp = {"config": _cfg(), "weights_bytes": 16 * GiB, "max_model_len": 8192}
+    inp = {"config": llama3_8b_config(), "weights_bytes": 16 * GiB, "max_model_len": 8192}
     vllm = compute_plan(PlanInputs(engine="vllm", **inp), mem)
     assert memory_rule("vllm").gpu_need(vllm) == vllm.budget_bytes == int(0.92 * mem)
     lmd = compute_plan(PlanInputs(engine="lmdeploy", **inp), mem)
