@@ -66,3 +66,44 @@ def llama3_8b_config() -> dict:
         "max_position_embeddings": 8192,
         "torch_dtype": "bfloat16",
     }
+
+
+def llamacpp_profile(
+    folder: Path,
+    name: str,
+    gguf: Path | str,
+    *,
+    served_name: str | None = None,
+    server: str = "",
+    max_num_seqs: int = 2,
+    smoke_max_tokens: int | None = None,
+    extra: str = "",
+) -> Path:
+    """A llama.cpp profile for the tiny GGUF on CPU through the xllamacpp wheel (one thread,
+    256-token context, no web UI). `server` is the YAML under `server:` (none when empty),
+    `served_name` defaults to `name`; `extra` is appended last."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [
+        f"name: {name}",
+        "backend: llamacpp",
+        "model:",
+        f"  source: {gguf}",
+        f"  served_name: {served_name or name}",
+    ]
+    if server:
+        lines += ["server:", *(f"  {line}" for line in server.strip().splitlines())]
+    lines += [
+        "resources:",
+        "  device: cpu",
+        "  max_model_len: 256",
+        f"  max_num_seqs: {max_num_seqs}",
+        "options:",
+        "  runtime: xllamacpp",
+        "  threads: 1",
+        "  webui: false",
+    ]
+    if smoke_max_tokens is not None:
+        lines += ["smoke:", f"  max_tokens: {smoke_max_tokens}"]
+    p = folder / f"{name}.yml"
+    p.write_text("\n".join(lines) + "\n" + extra)
+    return p

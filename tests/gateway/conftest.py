@@ -7,33 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes import tiny_gguf_file
+from tests.fakes import llamacpp_profile, tiny_gguf_file
 
 
 def llama_profile(folder: Path, name: str, gguf: Path | str, extra: str = "") -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    p = folder / f"{name}.yml"
-    p.write_text(
-        textwrap.dedent(
-            f"""\
-            name: {name}
-            backend: llamacpp
-            model:
-              source: {gguf}
-              served_name: {name}
-            resources:
-              device: cpu
-              max_model_len: 256
-              max_num_seqs: 2
-            options:
-              runtime: xllamacpp
-              threads: 1
-              webui: false
-            """
-        )
-        + extra
-    )
-    return p
+    return llamacpp_profile(folder, name, gguf, extra=extra)
 
 
 @pytest.fixture

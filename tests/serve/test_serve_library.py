@@ -9,14 +9,13 @@ from __future__ import annotations
 import importlib.util
 import os
 import signal
-import textwrap
 import threading
 from pathlib import Path
 
 import pytest
 
 from llmdeploy_cli.errors import UsageError
-from tests.fakes import tiny_gguf_file
+from tests.fakes import llamacpp_profile, tiny_gguf_file
 from tests.serve.conftest import alive, group_left, read_state, wait_until
 
 pytestmark = [
@@ -36,30 +35,15 @@ def gguf(tiny_model, tmp_path_factory) -> Path:
 def _resolved(tmp_path, gguf, name, smoke_extra=""):
     from llmdeploy_cli.resolve import resolve
 
-    p = tmp_path / f"{name}.yml"
-    p.write_text(
-        textwrap.dedent(
-            f"""\
-            name: {name}
-            backend: llamacpp
-            model:
-              source: {gguf}
-              served_name: tiny
-            server:
-              port: auto
-            resources:
-              device: cpu
-              max_model_len: 256
-              max_num_seqs: 1
-            options:
-              runtime: xllamacpp
-              threads: 1
-              webui: false
-            smoke:
-              max_tokens: 4
-            """
-        )
-        + smoke_extra
+    p = llamacpp_profile(
+        tmp_path,
+        name,
+        gguf,
+        served_name="tiny",
+        server="port: auto",
+        max_num_seqs=1,
+        smoke_max_tokens=4,
+        extra=smoke_extra,
     )
     return resolve(p), p
 

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.e2e import doc_of, processes_with, run, wait_gone
-from tests.fakes import free_port
+from tests.fakes import free_port, llamacpp_profile
 
 pytestmark = [
     pytest.mark.slow,
@@ -39,32 +39,10 @@ def env(tmp_path):
 
 
 def profile(tmp_path, gguf: Path, name: str, port: int | str = "auto") -> Path:
-    p = tmp_path / f"{name}.yml"
-    p.write_text(
-        textwrap.dedent(
-            f"""\
-            name: {name}
-            backend: llamacpp
-            model:
-              source: {gguf}
-              served_name: tiny
-            server:
-              port: {port}
-              api_key_env: E2E_LLAMA_KEY
-            resources:
-              device: cpu
-              max_model_len: 256
-              max_num_seqs: 2
-            options:
-              runtime: xllamacpp
-              threads: 1
-              webui: false
-            smoke:
-              max_tokens: 8
-            """
-        )
+    server = f"port: {port}\napi_key_env: E2E_LLAMA_KEY"
+    return llamacpp_profile(
+        tmp_path, name, gguf, served_name="tiny", server=server, smoke_max_tokens=8
     )
-    return p
 
 
 def test_serve_ready_smoke_bench_stop(tmp_path, env, tiny_gguf, tiny_model):
