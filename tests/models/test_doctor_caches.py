@@ -5,7 +5,6 @@ profile; and the folders the engine must write can be written."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 
 from llmdeploy_cli.models.doctor import run_doctor
 from llmdeploy_cli.resolve import resolve
-from tests.models.test_models_inspect import write_gguf
+from tests.models.test_models_inspect import write_ollama_store
 
 REPO = "Org/Tiny-Chat"
 
@@ -137,30 +136,8 @@ def test_cache_variables_of_the_profiles_env_win(write_profile, tiny_model, home
     assert str(home / "hf-hub") in by["model.cache"].message
 
 
-def _ollama_store(store: Path, name: str = "qwen2.5", tag: str = "0.5b") -> Path:
-    man = store / "manifests" / "registry.ollama.ai" / "library" / name / tag
-    man.parent.mkdir(parents=True)
-    digest = "ab" * 32
-    man.write_text(
-        json.dumps(
-            {
-                "layers": [
-                    {
-                        "mediaType": "application/vnd.ollama.image.model",
-                        "digest": f"sha256:{digest}",
-                    }
-                ]
-            }
-        )
-    )
-    blob = store / "blobs" / f"sha256-{digest}"
-    blob.parent.mkdir()
-    write_gguf(blob)
-    return blob
-
-
 def test_ollama_store_from_the_profile_and_its_default(write_profile, home, tmp_path):
-    _ollama_store(tmp_path / "store")
+    write_ollama_store(tmp_path / "store")
     p = write_profile(
         "name: o\nbackend: ollama\nmodel: {source: 'qwen2.5:0.5b'}\n"
         f"hub: {{cache_dir: {tmp_path / 'store'}}}\n"
@@ -171,7 +148,7 @@ def test_ollama_store_from_the_profile_and_its_default(write_profile, home, tmp_
     # the same model in the user's default store is not where this server looks
     shutil.rmtree(tmp_path / "store")
     (tmp_path / "store").mkdir()
-    _ollama_store(home / ".ollama" / "models")
+    write_ollama_store(home / ".ollama" / "models")
     files = _by(run_doctor(p, environ={"HOME": str(home)}, gpu_query=no_gpu))["model.files"]
     assert files.level == "warn" and "does not look there" in files.message
     assert "hub.cache_dir" in files.fix

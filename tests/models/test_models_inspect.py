@@ -247,9 +247,11 @@ def test_find_local_modelscope(tmp_path):
     )
 
 
-def test_find_local_ollama_store(tmp_path):
-    store = tmp_path / "ollama"
-    man = store / "manifests" / "registry.example" / "library" / "qwen2.5" / "0.5b"
+def write_ollama_store(
+    store: Path, name: str = "qwen2.5", tag: str = "0.5b", registry: str = "registry.ollama.ai"
+) -> Path:
+    """An Ollama model store holding `name:tag`: its manifest and one GGUF blob (returned)."""
+    man = store / "manifests" / registry / "library" / name / tag
     man.parent.mkdir(parents=True)
     digest = "ab" * 32
     man.write_text(
@@ -267,6 +269,12 @@ def test_find_local_ollama_store(tmp_path):
     blob = store / "blobs" / f"sha256-{digest}"
     blob.parent.mkdir()
     write_gguf(blob)
+    return blob
+
+
+def test_find_local_ollama_store(tmp_path):
+    store = tmp_path / "ollama"
+    blob = write_ollama_store(store, registry="registry.example")
     data = {"name": "o", "backend": "ollama", "model": {"source": "qwen2.5:0.5b"}}
     prof = profile_from_data(data, SourceMap("<test>"))
     assert find_local("qwen2.5:0.5b", prof, {"OLLAMA_MODELS": str(store)}) == blob
