@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 
 import pytest
 
@@ -15,6 +14,7 @@ from llmdeploy_cli.models.doctor import run_doctor
 from llmdeploy_cli.models.gpus import GpuInfo
 from llmdeploy_cli.models.units import GiB
 from llmdeploy_cli.models.verify import git_blob_sha1, sha256_file, verify_model_files
+from tests.fakes import listening_port
 
 
 def no_gpu():
@@ -175,11 +175,7 @@ def test_offline_modelscope_variable_comes_from_the_backend(
 
 
 def test_port_in_use(write_profile, tiny_model):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    s.listen()
-    port = s.getsockname()[1]
-    try:
+    with listening_port() as port:
         p = write_profile(
             f"""
             name: tiny
@@ -190,8 +186,6 @@ def test_port_in_use(write_profile, tiny_model):
         )
         check = _by(run_doctor(p, environ={}, gpu_query=no_gpu))["port"]
         assert check.level == "fail" and str(port) in check.message and check.fix
-    finally:
-        s.close()
 
 
 def test_flags_check_without_a_snapshot_is_a_named_skip(vllm_profile):
@@ -275,11 +269,7 @@ def test_doctor_and_preflight_share_one_port_check(write_profile, tiny_model):
     from llmdeploy_cli.resolve import resolve
 
     assert {c.name for c in CATALOG if c.runs == BOTH} >= {"port", "model.files", "gpu"}
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    s.listen()
-    port = s.getsockname()[1]
-    try:
+    with listening_port() as port:
         p = write_profile(
             f"""
             name: shared
@@ -294,5 +284,3 @@ def test_doctor_and_preflight_share_one_port_check(write_profile, tiny_model):
         assert by_doctor == by_preflight
         assert by_doctor.level == "fail" and f"pid {os.getpid()}" in by_doctor.message
         assert all(x.level in ("fail", "warn") for x in found)
-    finally:
-        s.close()

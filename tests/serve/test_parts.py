@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from llmdeploy_cli.errors import NotReadyError, PreflightError
 from llmdeploy_cli.supervise import state
 from llmdeploy_cli.supervise.diagnose import diagnose
 from llmdeploy_cli.supervise.logfile import LogSink, follow, read_tail
+from tests.fakes import listening_port
 
 
 @pytest.fixture
@@ -166,15 +166,9 @@ def test_module_diagnosis_names_package_and_env(vllm_profile, tmp_path):
 
 
 def test_port_diagnosis_names_the_holder():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    s.listen()
-    port = s.getsockname()[1]
-    try:
+    with listening_port() as port:
         (d,) = diagnose(["OSError: [Errno 98] Address already in use"], port=port)
         assert f"pid {os.getpid()}" in d.message
-    finally:
-        s.close()
 
 
 def test_driver_and_missing_files_diagnoses(tmp_path):
