@@ -45,6 +45,30 @@ def profile(tmp_path, gguf: Path, name: str, port: int | str = "auto") -> Path:
     )
 
 
+def _start_runner(gguf: Path, port: int, *extra: str, **popen_kw) -> subprocess.Popen:
+    """backends/llamacpp_runner.py on `gguf` (CPU, one thread, no web UI) in this Python."""
+    runner = Path(__file__).resolve().parents[3] / "backends" / "llamacpp_runner.py"
+    args = ["--model", str(gguf), *extra, "--port", str(port), "--n-gpu-layers", "0"]
+    return subprocess.Popen(
+        [sys.executable, str(runner), *args, "--threads", "1", "--no-webui"],
+        stdout=subprocess.DEVNULL,
+        **popen_kw,
+    )
+
+
+def _healthy_within(base: str, seconds: float) -> bool:
+    """Whether `base`/health answers 200 within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(base + "/health", timeout=1).status_code == 200:
+                return True
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
 def test_serve_ready_smoke_bench_stop(tmp_path, env, tiny_gguf, tiny_model):
     # a fixed port, so `llmctl bench PROFILE` finds the server from the profile alone
     p = profile(tmp_path, tiny_gguf, "lcpp-e2e", port=free_port())
@@ -145,37 +169,9 @@ def test_runner_stops_cleanly_on_sigterm(tiny_gguf):
     import signal
 
     port = free_port()
-    runner = Path(__file__).resolve().parents[3] / "backends" / "llamacpp_runner.py"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            str(runner),
-            "--model",
-            str(tiny_gguf),
-            "--alias",
-            "tiny",
-            "--port",
-            str(port),
-            "--n-gpu-layers",
-            "0",
-            "--threads",
-            "1",
-            "--no-webui",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _start_runner(tiny_gguf, port, "--alias", "tiny", stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        else:
+        if not _healthy_within(f"http://127.0.0.1:{port}", 30):
             pytest.fail("the runner never answered /health 200")
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
@@ -195,34 +191,10 @@ def test_gguf_matches_the_hf_model(tiny_gguf, tiny_model):
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     port = free_port()
-    runner = Path(__file__).resolve().parents[3] / "backends" / "llamacpp_runner.py"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            str(runner),
-            "--model",
-            str(tiny_gguf),
-            "--port",
-            str(port),
-            "--n-gpu-layers",
-            "0",
-            "--threads",
-            "1",
-            "--no-webui",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = _start_runner(tiny_gguf, port, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(base + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
+        _healthy_within(base, 30)
         tok = transformers.AutoTokenizer.from_pretrained(tiny_model)
         text = 'Hello! How can I help you today? JSON looks like {"ok": true}.'
         want = tok(text, add_special_tokens=False)["input_ids"]
