@@ -55,7 +55,7 @@ from llmdeploy_cli.capabilities import (
     Task,
 )
 from llmdeploy_cli.engine_env import executable_for_argv, version_tuple
-from llmdeploy_cli.errors import ProfileError, ProfileIssue
+from llmdeploy_cli.errors import ProfileError, ProfileIssue, name_backend
 from llmdeploy_cli.memory_rules import (
     PYTORCH_BASE,
     RUNTIME_RESERVE,
@@ -336,7 +336,7 @@ class LmdeployBackend(Backend):
         try:
             return super().options(profile)
         except ProfileError as e:
-            _name_backend(self.name, e.issues)
+            name_backend(self.name, e.issues)
             raise
 
     def check(self, profile: Profile, version: str) -> list[ProfileIssue]:
@@ -455,7 +455,7 @@ class LmdeployBackend(Backend):
                     "the PyTorch engine needs 0 < cache_max_entry_count < 1",
                 )
             )
-        return _name_backend(self.name, issues)
+        return name_backend(self.name, issues)
 
     def build(self, profile: Profile, ctx: RenderContext) -> Plan:
         opts: LmdeployOptions = self.options(profile)
@@ -508,12 +508,3 @@ class LmdeployBackend(Backend):
 
         env = self.base_env(profile, ctx)  # with hub's LMDEPLOY_USE_MODELSCOPE
         return self.server_plan(profile, ctx, argv, env, warnings)
-
-
-def _name_backend(name: str, issues: list[ProfileIssue]) -> list[ProfileIssue]:
-    """Every refusal names the backend, as the base check's own messages do."""
-    prefix = f"backend '{name}'"
-    for issue in issues:
-        if prefix not in issue.message:
-            issue.message = f"{prefix}: {issue.message}"
-    return issues

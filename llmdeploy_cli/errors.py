@@ -89,6 +89,15 @@ class ProfileIssue:
         return d
 
 
+def name_backend(name: str, issues: list[ProfileIssue]) -> list[ProfileIssue]:
+    """Every refusal names the backend, as the base check's own messages do."""
+    prefix = f"backend '{name}'"
+    for issue in issues:
+        if prefix not in issue.message:
+            issue.message = f"{prefix}: {issue.message}"
+    return issues
+
+
 class ProfileError(UsageError):
     """One or more problems in a profile file (exit 2)."""
 

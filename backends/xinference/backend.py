@@ -14,7 +14,6 @@ from llmctl_backends.xinference.options import (
     MODEL_TYPES,
     REFUSED_HINTS,
     XinferenceOptions,
-    _name_backend,
 )
 from pydantic import BaseModel
 
@@ -43,7 +42,7 @@ from llmdeploy_cli.capabilities import (
     Task,
 )
 from llmdeploy_cli.engine_env import executable_for_argv, version_tuple
-from llmdeploy_cli.errors import ProfileError, ProfileIssue
+from llmdeploy_cli.errors import ProfileError, ProfileIssue, name_backend
 from llmdeploy_cli.memory_rules import PYTORCH_BASE, BaseMemory, NoPool
 from llmdeploy_cli.profile import Profile
 
@@ -170,7 +169,7 @@ class XinferenceBackend(Backend):
         try:
             return super().options(profile)
         except ProfileError as e:
-            _name_backend(self.name, e.issues)
+            name_backend(self.name, e.issues)
             raise
 
     def auth_on(self, profile: Profile, opts: XinferenceOptions) -> bool:
@@ -287,7 +286,7 @@ class XinferenceBackend(Backend):
                     "device cpu launches with --n-gpu none; GPU counts contradict it",
                 )
             )
-        return _name_backend(self.name, issues)
+        return name_backend(self.name, issues)
 
     def model_name(self, profile: Profile, opts: XinferenceOptions) -> str | None:
         """The registry name; None for a local directory without options.model_name."""

@@ -6,8 +6,6 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from llmdeploy_cli.errors import ProfileIssue
-
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 MODEL_TYPES = {"chat": "LLM", "embedding": "embedding", "rerank": "rerank"}
 KwargValue = str | int | float | bool
@@ -129,12 +127,3 @@ REFUSED_HINTS = {
     "model.chat_template": "Xinference takes the chat template from its model registry",
     "model.revision": "Xinference pins revisions in its model registry",
 }
-
-
-def _name_backend(name: str, issues: list[ProfileIssue]) -> list[ProfileIssue]:
-    """Every refusal names the backend, as the base check's own messages do."""
-    prefix = f"backend '{name}'"
-    for issue in issues:
-        if prefix not in issue.message:
-            issue.message = f"{prefix}: {issue.message}"
-    return issues
