@@ -121,3 +121,31 @@ def llamacpp_profile(
     p = folder / f"{name}.yml"
     p.write_text("\n".join(lines) + "\n" + extra)
     return p
+
+
+def fake_nvidia_smi(
+    folder: Path, rows: str | None, fails: str | None = None, refuse_compute_cap: bool = False
+) -> Path:
+    """An nvidia-smi in `folder` answering --query-gpu like the real one (CSV, no units)
+    with `rows`, or failing the way a driver that does not talk fails (`fails`, exit 9).
+    refuse_compute_cap: an old nvidia-smi that refuses the compute_cap field (exit 2) and
+    answers the first five columns only. Returns `folder`, to put first on PATH."""
+    folder.mkdir(parents=True, exist_ok=True)
+    smi = folder / "nvidia-smi"
+    if fails is not None:
+        body = f"cat <<'EOF'\n{fails}\nEOF\nexit 9\n"
+    else:
+        refuse = (
+            'case "$1" in *compute_cap*) '
+            "echo 'Field \"compute_cap\" is not a valid field to query.'; exit 2;; esac\n"
+            if refuse_compute_cap
+            else ""
+        )
+        cut = " | cut -d, -f1-5" if refuse_compute_cap else ""
+        body = refuse + (
+            f'case "$1" in --query-gpu=*) printf "%s\\n" \'{rows}\'{cut};; '
+            "*) echo 'CUDA Version: 12.8';; esac\n"
+        )
+    smi.write_text("#!/bin/sh\n" + body)
+    smi.chmod(0o755)
+    return folder

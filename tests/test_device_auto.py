@@ -17,7 +17,8 @@ import pytest
 import yaml
 
 from llmdeploy_cli.cli.app import main
-from tests.serve.conftest import fake_nvidia_smi, json_out, llmctl, llmctl_env
+from tests.fakes import fake_nvidia_smi
+from tests.serve.conftest import json_out, llmctl, llmctl_env
 
 H100 = "0, NVIDIA H100 80GB HBM3, 81559, 81000, 570.86, 9.0"
 H100_BUSY = "0, NVIDIA H100 80GB HBM3, 81559, 12, 570.86, 9.0"  # 12 MiB free

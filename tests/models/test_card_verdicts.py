@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from llmdeploy_cli.models.plan import PlanInputs, compute_plan
 from llmdeploy_cli.models.shape import derived_max_len
 from llmdeploy_cli.models.units import GiB
 from llmdeploy_cli.profile import load_profile
+from tests.fakes import fake_nvidia_smi
 
 LLAMA2_7B = {
     "architectures": ["LlamaForCausalLM"],
@@ -175,23 +175,7 @@ def test_max_model_len_above_the_limit_fails_before_spawn(write_profile, tiny_mo
 
 def _fake_smi(tmp_path: Path, monkeypatch, rows: str, refuse_cc: bool = False) -> None:
     """An nvidia-smi on PATH answering --query-gpu like the real one (CSV, no units)."""
-    d = tmp_path / "bin"
-    d.mkdir(exist_ok=True)
-    smi = d / "nvidia-smi"
-    refuse = (
-        'case "$1" in *compute_cap*) echo \'Field "compute_cap" is not a valid field to query.\'; '
-        "exit 2;; esac\n"
-        if refuse_cc
-        else ""
-    )
-    cut = "| cut -d, -f1-5" if refuse_cc else ""
-    smi.write_text(
-        "#!/bin/sh\n"
-        + refuse
-        + 'case "$1" in --query-gpu=*) printf "%s\\n" '
-        + f"'{rows}' {cut};; *) echo 'CUDA Version: 12.8';; esac\n"
-    )
-    smi.chmod(smi.stat().st_mode | stat.S_IEXEC)
+    d = fake_nvidia_smi(tmp_path / "bin", rows, refuse_compute_cap=refuse_cc)
     monkeypatch.setenv("PATH", f"{d}{os.pathsep}{os.environ['PATH']}")
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes import fake_nvidia_smi
+
 ENGINES = Path(__file__).resolve().parent / "engines"
 BIN = str(Path(sys.executable).parent)
 
@@ -92,23 +94,6 @@ def kill_quietly(pid: int | None) -> None:
             os.killpg(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-
-
-def fake_nvidia_smi(folder: Path, rows: str | None, fails: str | None = None) -> Path:
-    """An nvidia-smi in `folder` answering --query-gpu like the real one (CSV, no units)
-    with `rows`, or failing the way a driver that does not talk fails (`fails`, exit 9)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    smi = folder / "nvidia-smi"
-    if fails is not None:
-        body = f"cat <<'EOF'\n{fails}\nEOF\nexit 9\n"
-    else:
-        body = (
-            f'case "$1" in --query-gpu=*) printf "%s\\n" \'{rows}\';; '
-            "*) echo 'CUDA Version: 12.8';; esac\n"
-        )
-    smi.write_text("#!/bin/sh\n" + body)
-    smi.chmod(0o755)
-    return folder
 
 
 @pytest.fixture(autouse=True)

@@ -140,7 +140,8 @@ def test_serve_fails_the_gpu_check_doctor_fails(tmp_path, fake_engine, tiny_mode
     """Issue 19 item 9: with an nvidia-smi that cannot talk to the driver, doctor failed the
     GPU check while serve skipped it and started the engine, which died with a traceback.
     Now serve refuses before the start, with doctor's own words (exit 3)."""
-    from tests.serve.conftest import fake_nvidia_smi, llmctl_env
+    from tests.fakes import fake_nvidia_smi
+    from tests.serve.conftest import llmctl_env
 
     said = (
         "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. "
