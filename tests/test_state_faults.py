@@ -12,26 +12,17 @@ from __future__ import annotations
 import errno
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
 from llmdeploy_cli import paths
 from llmdeploy_cli.cli.app import main
 from llmdeploy_cli.errors import StateDirError
+from tests.serve.conftest import llmctl, llmctl_env
 
 
 def _llmctl(*args, state_dir):
-    env = dict(os.environ, LLMCTL_STATE_DIR=str(state_dir))
-    env.pop("LLMCTL_DEBUG", None)
-    return subprocess.run(
-        [sys.executable, "-m", "llmdeploy_cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    )
+    return llmctl(*args, timeout=60, env=llmctl_env(LLMCTL_STATE_DIR=state_dir))
 
 
 @pytest.mark.parametrize("under", [False, True], ids=["is-a-file", "under-a-file"])
