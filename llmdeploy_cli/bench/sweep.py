@@ -78,10 +78,9 @@ def resolve_target(
         return Target(ep.base_url, model or ep.model, key, tok_dir, task)
     if url is None:
         raise UsageError("give a profile FILE or --url URL (one of them)")
-    if not url.startswith(("http://", "https://")):
-        raise UsageError(
-            f"--url {url!r} is not an http(s) URL", hint="e.g. http://127.0.0.1:8000/v1"
-        )
+    from llmdeploy_cli.openai_http.urls import openai_root
+
+    url = openai_root(url)
     key = environ.get(api_key_env) if api_key_env else None
     if api_key_env and not key:
         raise UsageError(f"the API key variable {api_key_env} is not set")

@@ -118,9 +118,10 @@ def _from_profile(file: Path, model: str | None, task: str | None):
 
 def _from_url(url: str, model: str | None, task: str | None, key_env: str | None, timeout):
     from llmdeploy_cli.backend import Endpoint
+    from llmdeploy_cli.openai_http.urls import openai_root
     from llmdeploy_cli.smoke import first_listed_model
 
-    base = _normalize_url(url)
+    base = openai_root(url)
     if not model:
         key = os.environ.get(key_env) if key_env else None
         model = first_listed_model(base, api_key=key, api_key_env=key_env, timeout=timeout)
@@ -129,16 +130,6 @@ def _from_url(url: str, model: str | None, task: str | None, key_env: str | None
         check_listed = None  # list when the server can; the completion decides
     endpoint = Endpoint(base_url=base, model=model, task=task or "chat", api_key_env=key_env)
     return endpoint, check_listed
-
-
-def _normalize_url(url: str) -> str:
-    """http://host:port or http://host:port/ -> http://host:port/v1 (the OpenAI root)."""
-    u = url.strip().rstrip("/")
-    if "://" not in u:
-        u = "http://" + u
-    if not u.endswith("/v1"):
-        u += "/v1"
-    return u
 
 
 # -- output ---------------------------------------------------------------------------------
