@@ -21,6 +21,7 @@ from llmdeploy_cli.bench.noise import samples
 from llmdeploy_cli.bench.schedule import arrivals, schedule
 from llmdeploy_cli.bench.workload import Prompt
 from llmdeploy_cli.errors import LlmctlError, UnreachableError, UsageError
+from llmdeploy_cli.openai_http.wire import looks_like_model_error
 
 SIZE_PROBES = (16, 64)  # words in the two prompts that measure the server's tokens per word
 
@@ -233,7 +234,9 @@ class BenchLoop:
             rec = await self._send(check, probe)
         if rec.error_class in ("connect", "connect_timeout"):
             raise self._unreachable()
-        if rec.status == 404:
+        if rec.status is not None and looks_like_model_error(
+            rec.status, rec.error or "", self.model
+        ):
             raise await self._model_error(rec)
         if rec.status in (401, 403):
             raise LlmctlError(
@@ -251,6 +254,10 @@ class BenchLoop:
                 return
             if again.status is not None and again.status != rec.status:
                 rec = again  # refused for another reason once the extensions were gone
+        if rec.status is not None and looks_like_model_error(
+            rec.status, rec.error or "", self.model
+        ):  # again: a server may refuse the extensions before it looks at the model
+            raise await self._model_error(rec)
         if rec.status is not None and 400 <= rec.status < 500 and rec.status not in (408, 429):
             # The request itself is refused: every request of the run would be. Stop now,
             # with the server's own words.
@@ -267,17 +274,19 @@ class BenchLoop:
         ids = await self._list_models()
         if ids is None:
             return LlmctlError(
-                f"{self.url} answered 404 ({rec.error})",
+                f"{self.url} answered {rec.status} ({rec.error})",
                 hint="is this an OpenAI-compatible root? --url usually ends with /v1",
             )
         if self.model not in ids:
             listed = ", ".join(ids) if ids else "none"
             return UsageError(
-                f"model '{self.model}' is not served at {self.cfg.base_url} (404); "
+                f"model '{self.model}' is not served at {self.cfg.base_url} ({rec.status}); "
                 f"it serves: {listed}",
                 hint=f"pass --model {ids[0]}" if ids else None,
             )
-        return LlmctlError(f"{self.url} answered 404 for model '{self.model}': {rec.error}")
+        return LlmctlError(
+            f"{self.url} answered {rec.status} for model '{self.model}': {rec.error}"
+        )
 
     async def _warmup(self) -> None:
         n = self.cfg.warmup

@@ -55,6 +55,13 @@ def test_bench_transformers_serve_tiny_model(tiny_model, write_profile, tmp_path
         out = tmp_path / "result.json"
         code = main(["bench", str(profile), "-n", "8", "-c", "2", "--input-len", "16",
                      "--output-len", "8", "--json", "--save-result", str(out)])  # fmt: skip
+        first = capsys.readouterr()
+        # a model the server does not serve: said so (with what it serves) before anything
+        # is measured, not "every request failed" blamed on a field (transformers serve
+        # refuses ignore_eos first, then answers 400 "pinned to ...")
+        wrong = main(["bench", "--url", f"http://127.0.0.1:{port}/v1", "--model", "nope",
+                      "-n", "4", "--json"])  # fmt: skip
+        refused = json.loads(capsys.readouterr().out)["error"]
     finally:
         proc.terminate()
         try:
@@ -63,8 +70,10 @@ def test_bench_transformers_serve_tiny_model(tiny_model, write_profile, tmp_path
             proc.kill()
             proc.wait()
         log.close()
-    assert code == 0, capsys.readouterr().err
-    doc = json.loads(capsys.readouterr().out)
+    assert code == 0, first.err
+    assert wrong == 2, refused
+    assert "'nope' is not served" in refused["message"] and str(tiny_model) in refused["message"]
+    doc = json.loads(first.out)
     assert doc["completed"] == 8 and doc["failed"] == 0
     assert doc["model_id"] == str(tiny_model)
     assert doc["tokenizer_id"] == str(tiny_model)  # prompts made with the model's tokenizer
