@@ -248,7 +248,7 @@ def test_find_local_modelscope(tmp_path):
 
 
 def write_ollama_store(
-    store: Path, name: str = "qwen2.5", tag: str = "0.5b", registry: str = "registry.ollama.ai"
+    store: Path, name: str = "qwen2.5", tag: str = "0.5b", registry: str = "registry.example"
 ) -> Path:
     """An Ollama model store holding `name:tag`: its manifest and one GGUF blob (returned)."""
     man = store / "manifests" / registry / "library" / name / tag
