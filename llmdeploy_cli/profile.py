@@ -179,6 +179,11 @@ class SmokeSpec(Section):
     )
     timeout: Annotated[float, Field(gt=0)] = Field(120.0, description="Seconds per request.")
     expect: SmokeExpect = Field(default_factory=SmokeExpect, description="Checks on the answer.")
+    routes: list[Literal["chat", "completions"]] | None = Field(
+        None,
+        description="Routes checked: chat, and the legacy /v1/completions (default: both "
+        "where the backend serves completions, else chat).",
+    )
 
 
 class RestartSpec(Section):

@@ -582,3 +582,16 @@ def test_unlisted_model_for_a_non_listing_backend_is_decided_by_the_server():
         rep = run_smoke(Endpoint(s.base_url, "m"), SmokeSpec(), check_listed=False)
     assert {c.name: c.status for c in rep.checks}["model listed"] == "skip"
     assert rep.ok and rep.warnings == []
+
+
+def test_smoke_routes_follow_the_backend_unless_the_profile_says():
+    from llmdeploy_cli.capabilities import NOT_SUPPORTED, Task
+    from llmdeploy_cli.profile import SmokeSpec
+    from llmdeploy_cli.smoke import smoke_routes
+
+    both = frozenset({Task.CHAT, Task.COMPLETIONS})
+    assert smoke_routes(SmokeSpec(), both) == ("chat", "completions")
+    assert smoke_routes(SmokeSpec(), frozenset({Task.CHAT})) == ("chat",)
+    assert smoke_routes(SmokeSpec(), None) == ("chat",)  # --url: no backend known
+    assert smoke_routes(SmokeSpec(), NOT_SUPPORTED) == ("chat",)
+    assert smoke_routes(SmokeSpec(routes=["chat"]), both) == ("chat",)

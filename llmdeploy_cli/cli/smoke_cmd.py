@@ -55,7 +55,7 @@ def smoke(
     completion return text, finish_reason and usage, and the profile's expectations hold.
     Reports latency and time to first token."""
     from llmdeploy_cli.profile import SmokeSpec
-    from llmdeploy_cli.smoke import SmokeFailed, run_smoke
+    from llmdeploy_cli.smoke import SmokeFailed, run_smoke, smoke_routes
 
     if (file is None) == (url is None):
         raise UsageError(
@@ -65,8 +65,9 @@ def smoke(
     if task is not None and task not in ("chat", "embedding", "rerank"):
         raise UsageError(f"--task must be chat, embedding or rerank, not {task!r}")
 
+    tasks = None  # with --url the backend is unknown: chat only
     if file is not None:
-        endpoint, spec, check_listed = _from_profile(file, model, task)
+        endpoint, spec, check_listed, tasks = _from_profile(file, model, task)
     else:
         endpoint, check_listed = _from_url(url, model, task, api_key_env, timeout)
         spec = SmokeSpec()
@@ -91,7 +92,9 @@ def smoke(
         spec = spec.model_copy(update=overrides)
 
     try:
-        report = run_smoke(endpoint, spec, check_listed=check_listed)
+        report = run_smoke(
+            endpoint, spec, check_listed=check_listed, routes=smoke_routes(spec, tasks)
+        )
     except SmokeFailed as e:
         if not json_:
             _print_report(e.report)
@@ -113,7 +116,7 @@ def _from_profile(file: Path, model: str | None, task: str | None):
         endpoint = dataclasses.replace(endpoint, model=model)
     if task:
         endpoint = dataclasses.replace(endpoint, task=task)
-    return endpoint, r.profile.smoke, r.backend.lists_models
+    return endpoint, r.profile.smoke, r.backend.lists_models, r.backend.tasks
 
 
 def _from_url(url: str, model: str | None, task: str | None, key_env: str | None, timeout):

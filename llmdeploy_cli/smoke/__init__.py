@@ -49,7 +49,7 @@ from llmdeploy_cli.smoke.report import (
     SmokeFailed,
     SmokeReport,
 )
-from llmdeploy_cli.smoke.run import EMBED_TASKS, first_listed_model, run_smoke
+from llmdeploy_cli.smoke.run import EMBED_TASKS, first_listed_model, run_smoke, smoke_routes
 
 __all__ = [
     "EMBED_TASKS",
@@ -62,4 +62,5 @@ __all__ = [
     "chat_body",
     "first_listed_model",
     "run_smoke",
+    "smoke_routes",
 ]

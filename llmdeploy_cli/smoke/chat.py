@@ -69,6 +69,31 @@ def _chat(ctx: _Ctx, spec: SmokeSpec) -> None:
     _answer_checks(ctx, spec, x, "chat")
 
 
+def _completion(ctx: _Ctx, spec: SmokeSpec) -> None:
+    """The legacy route: one POST /v1/completions with the smoke's prompt as plain text, so a
+    client still on the completions API is checked too."""
+    url = ctx.url("/completions")
+    body = {
+        "model": ctx.endpoint.model,
+        "prompt": spec.prompt,
+        "max_tokens": spec.max_tokens,
+        "temperature": spec.temperature,
+    }
+    r, x = _timed_post(ctx, "completions", url, body)
+    try:
+        doc = r.json()
+        choice = doc["choices"][0]
+        text = choice.get("text")
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        ctx.check("completions: answer", "fail", f"not a text completion: {r.text[:200]!r}")
+        return
+    x.text = text if isinstance(text, str) else ""
+    x.text_fields = ["text"] if x.text else []
+    x.finish_reason = choice.get("finish_reason")
+    x.usage = doc.get("usage") if isinstance(doc.get("usage"), dict) else None
+    _answer_checks(ctx, spec, x, "completions")
+
+
 def _answer_checks(ctx: _Ctx, spec: SmokeSpec, x: Exchange, label: str) -> None:
     if x.text:
         ctx.check(f"{label}: answer", "pass", f"{len(x.text)} chars in {'+'.join(x.text_fields)}")
@@ -78,7 +103,9 @@ def _answer_checks(ctx: _Ctx, spec: SmokeSpec, x: Exchange, label: str) -> None:
         ctx.check(
             f"{label}: answer",
             "fail",
-            "empty: no content, reasoning or tool calls",
+            "empty: no text"
+            if label == "completions"
+            else "empty: no content, reasoning or tool calls",
         )
     if x.finish_reason:
         ctx.check(f"{label}: finish_reason", "pass", str(x.finish_reason))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from llmdeploy_cli.openai_http.clients import sync_client
-from llmdeploy_cli.smoke.chat import _chat, _expectations, _stream
+from llmdeploy_cli.smoke.chat import _chat, _completion, _expectations, _stream
 from llmdeploy_cli.smoke.embed import _embedding, _rerank
 from llmdeploy_cli.smoke.report import SmokeFailed, SmokeReport
 from llmdeploy_cli.smoke.sdk import sdk_pass
@@ -26,6 +26,7 @@ def run_smoke(
     timeout: float | None = None,
     check_listed: bool | None = None,
     raise_on_failure: bool = True,
+    routes: tuple[str, ...] = ("chat",),
 ) -> SmokeReport:
     """Smoke one endpoint; return the report or raise (see the module docstring).
 
@@ -37,6 +38,8 @@ def run_smoke(
     server lists the model and otherwise skips the check without a warning: the server's
     answer decides, not the backend's name.
     A chat endpoint then gets an SDK pass (smoke/sdk.py) once its own checks pass.
+    `routes` (chat endpoints): "chat" always; "completions" adds one call on the legacy
+    /v1/completions route (`smoke_routes` says which a profile's backend serves).
     With `raise_on_failure=False` a failed check is returned in the report instead of
     raising SmokeFailed (transport, auth and HTTP errors still raise).
     """
@@ -63,10 +66,22 @@ def run_smoke(
             _chat(ctx, spec)
             _stream(ctx, spec)
             _expectations(ctx, spec)
+            if "completions" in routes:
+                _completion(ctx, spec)
             sdk_pass(ctx, spec, key)
     if raise_on_failure and not report.ok:
         raise SmokeFailed(report)
     return report
+
+
+def smoke_routes(spec: SmokeSpec, tasks: object = None) -> tuple[str, ...]:
+    """The routes a smoke calls: `smoke.routes` when the profile sets it, else chat plus the
+    legacy completions route where the backend declares it serves that (`tasks`: the
+    backend's declared tasks; None or NOT_SUPPORTED, as with --url: chat only)."""
+    if spec.routes is not None:
+        return tuple(spec.routes)
+    served = {getattr(t, "value", t) for t in tasks} if isinstance(tasks, frozenset) else set()
+    return ("chat", "completions") if "completions" in served else ("chat",)
 
 
 def _check_listed(ctx: _Ctx, mode: bool | None) -> None:

@@ -184,7 +184,7 @@ class _Run:
 
     def _smoke(self):
         """The profile's smoke against the ready endpoint (raises SmokeFailed, exit 6)."""
-        from llmdeploy_cli.smoke import run_smoke
+        from llmdeploy_cli.smoke import run_smoke, smoke_routes
 
         r = self.r
         ep, spec = r.plan.endpoint, r.profile.smoke
@@ -194,6 +194,7 @@ class _Run:
             api_key=ep.api_key(self.environ),
             timeout=spec.timeout,
             check_listed=None if r.backend.lists_models else False,
+            routes=smoke_routes(spec, r.backend.tasks),
         )
         self.emit("smoke", data=report)
         return report

@@ -346,6 +346,14 @@ def _handler(s: OllamaStandin):
                     return self._send(200, {**base, "response": "", "done_reason": "load"})
                 s.loaded.setdefault(tagged(name), req.get("keep_alive"))
                 return self._send(200, {**base, "response": "Hello.", "done_reason": "stop"})
+            if path == "/v1/completions" and tagged(req.get("model") or "") in s.models:
+                choice = {"index": 0, "text": "Hello.", "finish_reason": "stop"}
+                usage = {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
+                return self._send(
+                    200,
+                    {"id": "cmpl-standin", "object": "text_completion", "created": int(time.time()),
+                     "model": req["model"], "choices": [choice], "usage": usage},
+                )  # fmt: skip
             if path == "/v1/chat/completions":
                 name = req.get("model") or ""
                 if tagged(name) not in s.models:

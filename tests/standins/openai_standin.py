@@ -175,6 +175,8 @@ class _Handler(BaseHTTPRequestHandler):
                     "usage": {"prompt_tokens": 5, "total_tokens": 5},
                 },
             )
+        if self.path == "/v1/completions":
+            return self._text_completion(body)
         if self.path != "/v1/chat/completions":
             return self._error(404, "Not Found", "NotFoundError")
         if o.fault == "error500":
@@ -217,6 +219,19 @@ class _Handler(BaseHTTPRequestHandler):
             "type": "function",
             "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
         }
+
+    def _text_completion(self, body: dict) -> None:
+        """POST /v1/completions (the legacy route): the answer as `choices[0].text`."""
+        doc = {
+            "id": "cmpl-standin",
+            "object": "text_completion",
+            "model": body["model"],
+            "choices": [{"index": 0, "text": self.owner.answer, "finish_reason": "stop"}],
+        }
+        usage = self._usage(len(self._pieces()))
+        if usage is not None:
+            doc["usage"] = usage
+        self._json(200, doc)
 
     def _complete(self, body: dict) -> None:
         f = self.owner.fault

@@ -105,6 +105,9 @@ def test_serve_ready_smoke_bench_stop(tmp_path, env, tiny_gguf, tiny_model):
         assert {c["name"] for c in smoke["checks"] if c["status"] == "pass"} >= {
             "chat: usage",
             "stream: order",
+            # llama.cpp serves the legacy route: the smoke calls it by default
+            "completions: answer",
+            "completions: usage",
         }
 
         b = run(

@@ -42,6 +42,10 @@ class Handler(BaseHTTPRequestHandler):
         req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         time.sleep(delay if req.get("max_tokens", 1) > 1 else 0)  # readiness asks for 1
         usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+        if self.path == "/v1/completions":  # the legacy route, as vLLM serves it
+            choice = {"index": 0, "text": "Hello there.", "finish_reason": "stop"}
+            doc = {"id": "x", "object": "text_completion", "model": model, "usage": usage}
+            return self.reply(json.dumps({**doc, "choices": [choice]}).encode())
         if not req.get("stream"):
             msg = {"role": "assistant", "content": "Hello there."}
             doc = {
