@@ -324,19 +324,11 @@ class ServeSession:
         TLS context), which would otherwise sit between "the engine answers" and "ready".
         """
         if self._http is None:
-            import httpx
+            from llmdeploy_cli.openai_http.clients import sync_client
 
-            headers = {}
-            key = self.endpoint.api_key(self.environ)
-            if key:
-                headers["Authorization"] = f"Bearer {key}"
-            probe = httpx.Client(
-                headers=headers,
-                timeout=httpx.Timeout(5.0, connect=1.0),
-                limits=httpx.Limits(max_connections=4, max_keepalive_connections=2),
-                trust_env=False,
-            )
-            action = httpx.Client(headers=headers, timeout=30.0, trust_env=False)
+            url, key = self.endpoint.base_url, self.endpoint.api_key(self.environ)
+            probe = sync_client(url, api_key=key, timeout=5.0, connect=1.0)
+            action = sync_client(url, api_key=key, timeout=30.0)
             self._http = (probe, action)
         return self._http
 
