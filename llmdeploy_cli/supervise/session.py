@@ -394,9 +394,16 @@ class ServeSession:
         failure raises StateDirError. Otherwise it is recorded and retried."""
         if self.state is None:
             return
+        # A retry that succeeds writes the recovery with it (one write, never a state on
+        # disk that shows the fault as current after the write that ended it).
+        mark = self._faults.keys() == {"state"} and self.state.storage_error is not None
+        if mark:
+            self.state.storage_error["recovered"] = time.time()
         try:
             st_mod.save(self.state)
         except OSError as e:
+            if mark:
+                self.state.storage_error.pop("recovered", None)
             if strict if strict is not None else not self._served:
                 from llmdeploy_cli import paths
 
