@@ -94,11 +94,7 @@ def _pull_hf(profile: Profile, token, progress: Progress, environ, patterns) -> 
             hint="unset HF_HUB_OFFLINE for the pull",
         )
     endpoint = profile.hub.endpoint or environ.get("HF_ENDPOINT") or None
-    cache_dir = None
-    if profile.hub.cache_dir:  # as build() hands it (HF_HOME; relative: the profile's folder)
-        from llmdeploy_cli.backend import profile_relative
-
-        cache_dir = str(Path(profile_relative(profile, profile.hub.cache_dir)) / "hub")
+    cache_dir = engine_hf_cache(profile, environ)
     where = f" from {endpoint}" if endpoint else ""
     progress(f"downloading {profile.model.source}{where} (resumes an interrupted download)")
     try:
@@ -113,6 +109,21 @@ def _pull_hf(profile: Profile, token, progress: Progress, environ, patterns) -> 
     except Exception as e:  # noqa: BLE001 - every hub/network failure becomes one clear error
         raise _download_error(e, profile.model.source) from None
     return Path(path)
+
+
+def engine_hf_cache(profile: Profile, environ) -> str:
+    """The Hugging Face hub cache the engine will read the model from, so pull puts it
+    there: hub.cache_dir as build() hands it (HF_HOME; relative: the profile's folder), then
+    the profile's `env:` (HF_HUB_CACHE, HF_HOME, ...), over this shell's variables."""
+    from llmdeploy_cli.capabilities import HF_CACHE
+
+    env = dict(environ)
+    if profile.hub.cache_dir:
+        from llmdeploy_cli.backend import profile_relative
+
+        env["HF_HOME"] = profile_relative(profile, profile.hub.cache_dir)
+    env.update({k: str(v) for k, v in profile.env.items()})
+    return HF_CACHE.folder(env)[0]
 
 
 def _download_error(e: Exception, source: str) -> LlmctlError:

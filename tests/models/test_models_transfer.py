@@ -168,6 +168,31 @@ def test_pull_hands_the_profile_to_snapshot_download(write_profile, monkeypatch,
     assert "config.json" in seen["allow_patterns"]
 
 
+def test_pull_downloads_into_the_cache_the_engine_reads(write_profile, monkeypatch, tmp_path):
+    """The profile's `env:` moves the engine's Hugging Face cache; pull follows it (before,
+    it downloaded into the shell's cache and an offline serve then found nothing)."""
+    import huggingface_hub
+
+    seen = {}
+    monkeypatch.setattr(
+        huggingface_hub, "snapshot_download", lambda repo_id, **kw: seen.update(kw) or "x"
+    )
+    shell = {"HF_HOME": str(tmp_path / "shell-home")}
+    cases = [
+        ("env: {HF_HUB_CACHE: %s}" % (tmp_path / "hc"), tmp_path / "hc"),
+        ("env: {HF_HOME: %s}" % (tmp_path / "home"), tmp_path / "home" / "hub"),
+        # env: is applied after hub.cache_dir, as build() does
+        ("hub: {cache_dir: %s}\nenv: {HF_HOME: %s}" % (tmp_path / "cd", tmp_path / "e"),
+         tmp_path / "e" / "hub"),
+        ("hub: {cache_dir: %s}" % (tmp_path / "cd"), tmp_path / "cd" / "hub"),
+        ("", tmp_path / "shell-home" / "hub"),
+    ]
+    for extra, want in cases:
+        p = write_profile(f"name: o\nbackend: vllm\nmodel: {{source: Org/M}}\n{extra}\n")
+        pull_model(load_profile(p), environ=shell)
+        assert seen["cache_dir"] == str(want), extra
+
+
 def test_pull_without_the_package_says_what_to_install(write_profile, monkeypatch):
     import sys
 
