@@ -98,7 +98,10 @@ class ServedEngine:
         self._resolve()
         self.profile_path = model.profile_path
         self.on_event = on_event
-        self.stop_flag = threading.Event()
+        from llmdeploy_cli.supervise.stopflag import StopFlag
+
+        # a StopFlag, not an Event: the session sleeps on it and the engine's pidfd together
+        self.stop_flag = StopFlag()
         self._ready = threading.Event()
         self.error: BaseException | None = None
         self.thread: threading.Thread | None = None

@@ -86,6 +86,14 @@ class Child:
     def alive(self) -> bool:
         return self.poll() is None
 
+    def exit_fd(self) -> int | None:
+        """A file descriptor that becomes readable when the leader exits (Linux pidfd; the
+        caller closes it), or None where there is none (then poll)."""
+        try:
+            return os.pidfd_open(self.pid)
+        except (AttributeError, OSError):  # no pidfd here, or the leader is already gone
+            return None
+
     def stop(self, sig: int = signal.SIGTERM, grace_s: float = 15.0) -> float:
         """Stop the whole group: `sig`, SIGKILL after `grace_s`, reap. Returns seconds taken."""
         t0 = time.monotonic()

@@ -28,12 +28,12 @@ from llmdeploy_cli.errors import ENGINE_KEYS, LlmctlError, NotReadyError, Prefli
 from llmdeploy_cli.supervise import state as st_mod
 from llmdeploy_cli.supervise.machine import EngineExited, Machine, Policy, Runner, Stopped
 from llmdeploy_cli.supervise.state import FAILED, READY, STARTING, STOPPED, STOPPING, RunState
+from llmdeploy_cli.supervise.stopflag import StopFlag
 
 if TYPE_CHECKING:  # pragma: no cover
     from llmdeploy_cli.resolve import Resolved
     from llmdeploy_cli.supervise.logfile import LogSink
     from llmdeploy_cli.supervise.process import Child
-    from llmdeploy_cli.supervise.stopflag import StopFlag
 
 TAIL_LINES = 25
 STORAGE_RETRY_S = 2.0
@@ -215,16 +215,28 @@ class ServeSession:
         self._ready_ladder(child, first)
 
     def wait_exit(self, child: Child) -> int | None:
-        while True:
-            rc = child.poll()
-            if rc is not None:
-                self.log.join(0.5)
-                self.log.note(f"engine exited with status {rc}")
-                return rc
-            if self._faults or self.log.fault is not None:
-                self._check_storage()
-            if self.stop_event.wait(0.05):
-                return None
+        # With a StopFlag and a pidfd, sleep until either is readable (checking storage
+        # faults each second); else poll every 50 ms. A gateway holds one such thread per
+        # loaded model: polling was 20 wake-ups a second each while idle.
+        exited = child.exit_fd() if isinstance(self.stop_event, StopFlag) else None
+        try:
+            while True:
+                rc = child.poll()
+                if rc is not None:
+                    self.log.join(0.5)
+                    self.log.note(f"engine exited with status {rc}")
+                    return rc
+                if self._faults or self.log.fault is not None:
+                    self._check_storage()
+                if exited is None:
+                    stopped = self.stop_event.wait(0.05)
+                else:  # a storage fault is retried sooner (every 50 ms, as before)
+                    stopped = self.stop_event.wait(0.05 if self._faults else 1.0, also=(exited,))
+                if stopped:
+                    return None
+        finally:
+            if exited is not None:
+                os.close(exited)
 
     def exit_error(self, rc: int) -> LlmctlError:
         return self._explain(

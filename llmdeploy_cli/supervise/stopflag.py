@@ -42,10 +42,12 @@ class StopFlag:
     def is_set(self) -> bool:
         return self._set
 
-    def wait(self, timeout: float | None = None) -> bool:
+    def wait(self, timeout: float | None = None, also: tuple[int, ...] = ()) -> bool:
+        """Wait until set, `timeout` passes, or one of the file descriptors in `also`
+        becomes readable (a process's pidfd: it exited). Returns whether it is set."""
         if not self._set:
             try:
-                select.select([self._r], [], [], timeout)
+                select.select([self._r, *also], [], [], timeout)
             except (OSError, ValueError):  # closed under us: nothing left to wait for
                 pass
         return self._set
@@ -57,6 +59,9 @@ class StopFlag:
             except OSError:
                 pass
         self._r = self._w = -1
+
+    def __del__(self) -> None:
+        self.close()
 
     def __enter__(self) -> StopFlag:
         return self
