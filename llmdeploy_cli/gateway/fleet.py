@@ -123,6 +123,9 @@ class Lease:
             self.slot = None
 
 
+CRASH_CHECK_S = 1.0  # how often an idle gateway looks for engines that exited
+
+
 class Fleet:
     def __init__(
         self,
@@ -425,18 +428,20 @@ class Fleet:
                 s.start_task = self._spawn(self._start(s))
         while not self.closing:
             now = time.monotonic()
+            due = CRASH_CHECK_S  # an engine that died is seen within this (or by a request)
             for s in list(self.slots.values()):
                 if s.state == READY and s.handle is not None and not s.handle.alive():
                     self._crashed(s)
                     continue
                 ttl = s.policy.ttl
-                if (
-                    s.state == READY
-                    and s.in_flight == 0
-                    and (s.draining or (not s.model.pin and ttl > 0 and now - s.last_used >= ttl))
-                ):
+                if s.state != READY or s.in_flight:
+                    continue
+                if s.draining or (not s.model.pin and ttl > 0 and now - s.last_used >= ttl):
                     self._stop(s, "removed" if s.draining else "ttl")
-            await self._wait_change(0.2)
+                elif not s.model.pin and ttl > 0:
+                    due = min(due, s.last_used + ttl - now)
+            # wakes at the next ttl, on any change (a release, a reload), else once a second
+            await self._wait_change(max(0.01, due))
 
     async def close(self, grace: float) -> None:
         """Stop accepting; let in-flight requests finish up to `grace`; stop every engine."""
