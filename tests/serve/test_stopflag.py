@@ -54,3 +54,27 @@ def test_closed_flag_neither_raises_nor_leaks():
     assert f.wait(0) is True
     if before is not None:
         assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_wait_also_wakes_when_the_engine_exits():
+    """The supervisor sleeps on the flag and the engine's pidfd together: an exit wakes it
+    at once (no 50 ms polling), the flag stays unset, and a set flag still wins."""
+    import subprocess
+
+    from llmdeploy_cli.supervise.process import Child
+
+    p = subprocess.Popen(["sleep", "0.3"], start_new_session=True)
+    child = Child(pid=p.pid, pgid=p.pid, started=None, popen=p)
+    fd = child.exit_fd()
+    if fd is None:
+        pytest.skip("no pidfd on this kernel: the session polls every 50 ms instead")
+    try:
+        with StopFlag() as f:
+            t0 = time.monotonic()
+            assert f.wait(10, also=(fd,)) is False
+            took = time.monotonic() - t0
+            assert 0.2 < took < 5 and child.poll() == 0
+            f.set()
+            assert f.wait(10, also=(fd,)) is True
+    finally:
+        os.close(fd)
