@@ -178,13 +178,13 @@ def test_pull_downloads_into_the_cache_the_engine_reads(write_profile, monkeypat
         huggingface_hub, "snapshot_download", lambda repo_id, **kw: seen.update(kw) or "x"
     )
     shell = {"HF_HOME": str(tmp_path / "shell-home")}
+    hc, home, cd, e = (tmp_path / n for n in ("hc", "home", "cd", "e"))
     cases = [
-        ("env: {HF_HUB_CACHE: %s}" % (tmp_path / "hc"), tmp_path / "hc"),
-        ("env: {HF_HOME: %s}" % (tmp_path / "home"), tmp_path / "home" / "hub"),
+        (f"env: {{HF_HUB_CACHE: {hc}}}", hc),
+        (f"env: {{HF_HOME: {home}}}", home / "hub"),
         # env: is applied after hub.cache_dir, as build() does
-        ("hub: {cache_dir: %s}\nenv: {HF_HOME: %s}" % (tmp_path / "cd", tmp_path / "e"),
-         tmp_path / "e" / "hub"),
-        ("hub: {cache_dir: %s}" % (tmp_path / "cd"), tmp_path / "cd" / "hub"),
+        (f"hub: {{cache_dir: {cd}}}\nenv: {{HF_HOME: {e}}}", e / "hub"),
+        (f"hub: {{cache_dir: {cd}}}", cd / "hub"),
         ("", tmp_path / "shell-home" / "hub"),
     ]
     for extra, want in cases:
