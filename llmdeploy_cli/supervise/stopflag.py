@@ -60,8 +60,11 @@ class StopFlag:
                 pass
         self._r = self._w = -1
 
-    def __del__(self) -> None:
-        self.close()
+    def __del__(self) -> None:  # a flag nobody holds any more gives its pipe back
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - late in interpreter shutdown
+            pass
 
     def __enter__(self) -> StopFlag:
         return self
