@@ -200,12 +200,6 @@ def serve(
     return done.exit_code
 
 
-def _port_of(url: str) -> int | None:
-    from urllib.parse import urlsplit
-
-    return urlsplit(url).port
-
-
 def status(
     name: Annotated[str | None, typer.Argument(help="Run name (default: all).")] = None,
     json_: JsonOpt = False,
