@@ -8,24 +8,17 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
+from functools import partial
 
 import pytest
 
+from tests import e2e
 from tests.backends.infinity.conftest import infinity_env, minilm_dir  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.slow
 
-LLMCTL = str(Path(sys.executable).parent / "llmctl")
-
-
-def run(*args, env, timeout=300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [LLMCTL, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env
-    )
+run = partial(e2e.run, timeout=300)
 
 
 def test_bench_infinity_embeddings(tmp_path, infinity_env, minilm_dir):  # noqa: F811
