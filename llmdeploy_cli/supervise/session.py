@@ -123,21 +123,15 @@ class ServeSession:
                 # Detached and unmanaged: nothing of ours keeps running, so the record of
                 # the ready server stays (status shows it, stop removes it).
                 keep = self._run_unmanaged()
-        except LlmctlError as e:
-            keep = self.keep_failed_state
-            self._record_failure(e)
-            raise
-        except OSError as e:
-            if not paths.under_state(e.filename):
-                keep = self.keep_failed_state
-                self._record_failure(LlmctlError(f"supervisor failed: {type(e).__name__}: {e}"))
-                raise
-            err = paths.state_fault(e)
-            keep = self.keep_failed_state
-            self._record_failure(err)
-            raise err from None
         except BaseException as e:
             keep = self.keep_failed_state
+            if isinstance(e, LlmctlError):
+                self._record_failure(e)
+                raise
+            if isinstance(e, OSError) and paths.under_state(e.filename):
+                err = paths.state_fault(e)
+                self._record_failure(err)
+                raise err from None
             self._record_failure(LlmctlError(f"supervisor failed: {type(e).__name__}: {e}"))
             raise
         finally:
