@@ -335,10 +335,12 @@ def inputs_for(profile: Profile, model_dir: Path | None = None) -> PlanInputs:
         cfg = gguf_config(read_gguf_meta(gguf))
         weights, wsource = gguf.stat().st_size, "gguf file size"
     else:
-        cfg, why = read_json(src / "config.json")
-        if cfg is None:
-            raise UsageError(f"config.json in {src} is {why}")
-        info = inspect_model(src)
+        info = inspect_model(src)  # reads config.json too: info.config
+        cfg = info.config
+        if not cfg:  # empty: unreadable, or a real {} (read again only to say which)
+            cfg, why = read_json(src / "config.json")
+            if cfg is None:
+                raise UsageError(f"config.json in {src} is {why}")
         if info.weight_bytes:
             weights = info.weight_bytes
             wsource = (
