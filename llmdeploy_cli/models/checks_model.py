@@ -3,7 +3,6 @@ preflight, through models/catalog.py)."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -49,16 +48,19 @@ def check_model(
         problems = [p for p in problems if p.check != "model.tokenizer"]
     if any(p.level == "fail" for p in problems):
         return local, problems
-    extra = problems + _remote_code(profile, local)
     from llmdeploy_cli.models.inspect import inspect_model
+    from llmdeploy_cli.models.readers import read_json
 
     try:
         info = inspect_model(local)
         params = f"{info.params:,} params" if info.params else "params unknown"
         what = f"{info.architecture or info.model_type or info.format}, {params}, {info.dtype}"
         data = {k: v for k, v in info.as_dict().items() if k not in ("files",) and v is not None}
+        cfg = info.config
     except OSError:
         what, data = "complete", {}
+        cfg = read_json(local / "config.json")[0] if local.is_dir() else None
+    extra = problems + _remote_code(profile, cfg)
     return local, [
         Problem("model.files", "pass", f"{local}: complete ({what})", data=data),
         *found_at,
@@ -184,16 +186,9 @@ def check_writes(profile: Profile, backend, plan: Plan, environ) -> list[Problem
     return out
 
 
-def _remote_code(profile: Profile, local: Path) -> list[Problem]:
-    """A config whose classes live in the repository's own Python files needs
-    trust_remote_code."""
-    cfg_path = local / "config.json" if local.is_dir() else None
-    if cfg_path is None or not cfg_path.is_file():
-        return []
-    try:
-        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
+def _remote_code(profile: Profile, cfg: dict | None) -> list[Problem]:
+    """A config (the model's config.json) whose classes live in the repository's own Python
+    files needs trust_remote_code."""
     if isinstance(cfg, dict) and cfg.get("auto_map") and not profile.model.trust_remote_code:
         return [
             Problem(
