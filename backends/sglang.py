@@ -68,6 +68,7 @@ from llmdeploy_cli.memory_rules import (
     Budget,
     BudgetInputs,
     FractionOfTotal,
+    whole_blocks,
 )
 from llmdeploy_cli.profile import Profile
 
@@ -142,7 +143,7 @@ class SglangMemory(FractionOfTotal):
         frac = frac or SGLANG_DEFAULT_FRACTION
         budget = int(frac * b.gpu_mem_bytes)
         kv = budget - b.weights_per_gpu
-        tokens = int(max(kv, 0) // b.kv_bytes_per_token) if b.kv_bytes_per_token else 0
+        tokens = whole_blocks(kv, b.kv_bytes_per_token, 1)
         return Budget(
             budget,
             f"mem_fraction_static {frac} x total memory holds weights + KV",
