@@ -239,15 +239,15 @@ LMDEPLOY_MEMORY = LmdeployMemory(
     )
 )
 
-# What plan and doctor may suggest: LMDeploy refuses resources.gpu_memory_utilization (its
-# fraction is of FREE memory: options.cache_max_entry_count); --quant-policy takes int8;
-# --model-format awq reads an AWQ checkpoint (LMDeploy does not quantize while loading).
 # lmdeploy/utils.py _get_and_verify_max_len (vLLM's, modified): a session_len above the
 # model's derived length is logged as a warning, and served.
 LMDEPLOY_CONTEXT = ContextLimit(
     refuses=False, source="lmdeploy/utils.py _get_and_verify_max_len (a warning only)"
 )
 
+# What plan and doctor may suggest: LMDeploy refuses resources.gpu_memory_utilization (its
+# fraction is of FREE memory: options.cache_max_entry_count); --quant-policy takes int8;
+# --model-format awq reads an AWQ checkpoint (LMDeploy does not quantize while loading).
 LMDEPLOY_REMEDIES = Remedies(
     more_gpus=Remedy("resources.tensor_parallel"),
     shorter_context=Remedy("resources.max_model_len"),
