@@ -135,7 +135,9 @@ def hub_problems(name: str) -> list[str]:
     if hub.endpoint_env:
         url = "https://mirror.example"
         env = _render(name, backend.model_formats, {"hub": {"endpoint": url}})
-        if env is not None and env.get(hub.endpoint_env) != url:
+        if env is None:
+            out.append(f"{name}: hub declares {hub.endpoint_env}, but hub.endpoint is refused")
+        elif env.get(hub.endpoint_env) != url:
             out.append(f"{name}: hub.endpoint does not reach {hub.endpoint_env}")
     return out
 
