@@ -417,7 +417,7 @@ class ServeSession:
             self._storage("state", f"{e.strerror or e}: {e.filename or st_mod.runs_dir()}")
             return
         if "state" in self._faults:
-            self._recovered("state")
+            self._recovered("state", saved=True)
 
     def _check_storage(self, now: bool = False) -> None:
         """Record a log that cannot be written (or can again); retry a state write."""
@@ -448,16 +448,19 @@ class ServeSession:
             self.log.note(msg)
         self.on_event("storage", msg)
 
-    def _recovered(self, what: str) -> None:
+    def _recovered(self, what: str, saved: bool = False) -> None:
+        """`what` can be written again: say so, and write the state unless the write that
+        found it out (`saved`) already holds the recovery."""
         self._faults.pop(what, None)
         label = "state file" if what == "state" else "engine log"
         msg = f"the run's {label} can be written again"
         if self.state.storage_error is not None and not self._faults:
-            self.state.storage_error["recovered"] = time.time()
+            self.state.storage_error.setdefault("recovered", time.time())
         if self.log is not None:
             self.log.note(msg)
         self.on_event("storage", msg)
-        self._save(strict=False)
+        if not saved:
+            self._save(strict=False)
 
     def _record_failure(self, err: LlmctlError) -> None:
         if self.state is None:
