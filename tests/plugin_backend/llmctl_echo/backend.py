@@ -2,8 +2,10 @@
 
 echo-engine (tests/plugin_backend/echo_engine_src) is a stand-in server that answers with
 the prompt; its flags are those of echo_engine/server.py `serve_parser()`. This module
-uses only llmctl's public plugin interface (llmdeploy_cli.backend, .capabilities and
-.memory_rules), never the core's internals: docs/writing-a-backend.md walks through it.
+uses llmctl's plugin interface (llmdeploy_cli.backend, .capabilities and .memory_rules),
+plus `engine_env.executable_for_argv` (argv[0] from the profile's runtime, as every
+built-in backend does) and the `profile.Profile` type: docs/writing-a-backend.md walks
+through it.
 """
 
 from __future__ import annotations
