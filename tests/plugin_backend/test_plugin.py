@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import struct
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -114,7 +115,7 @@ def test_the_main_process_never_loads_the_plugin(setup):
 
 def test_the_plugin_keeps_the_capability_contract(setup):
     code = "from tests.backends.contract import contract_problems; print(contract_problems('echo'))"
-    proc = __import__("subprocess").run(
+    proc = subprocess.run(
         [sys.executable, "-c", code], env=setup.env, capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 0, proc.stderr
