@@ -21,7 +21,10 @@ from llmdeploy_cli.bench.noise import samples
 from llmdeploy_cli.bench.schedule import arrivals, schedule
 from llmdeploy_cli.bench.workload import Prompt
 from llmdeploy_cli.errors import LlmctlError, UnreachableError, UsageError
+from llmdeploy_cli.openai_http.failures import CONNECT, TransportFailure, unreachable_error
 from llmdeploy_cli.openai_http.wire import looks_like_model_error
+
+REFUSED = TransportFailure(CONNECT, "connection refused")
 
 SIZE_PROBES = (16, 64)  # words in the two prompts that measure the server's tokens per word
 
@@ -161,11 +164,10 @@ class BenchLoop:
         except ConnectionRefusedError:
             raise self._unreachable() from None
 
-    def _unreachable(self) -> UnreachableError:
-        return UnreachableError(
-            f"cannot reach {self.cfg.base_url}: connection refused",
-            hint="is the server running? `llmctl serve FILE` starts it; check host and port",
-        )
+    def _unreachable(self, rec: RequestRecord | None = None) -> UnreachableError:
+        """The server did not take the connection (`rec`: the request that says how)."""
+        f = TransportFailure(rec.error_class, rec.error) if rec else REFUSED
+        return unreachable_error(f, self.cfg.base_url)
 
     async def _size_words(self) -> None:
         """Random words with no local tokenizer: two probe prompts (SIZE_PROBES words, one
@@ -183,7 +185,7 @@ class BenchLoop:
             rec = RequestRecord(-1, request_id=f"llmctl-size-{self.run_id}-{k}")
             await self._send(rec, Prompt([{"role": "user", "content": text}], None, 1), False)
             if rec.error_class in ("connect", "connect_timeout"):
-                raise self._unreachable()
+                raise self._unreachable(rec)
             if not rec.ok or rec.prompt_source != "usage":
                 return
             counts.append(rec.prompt_tokens)
@@ -233,7 +235,7 @@ class BenchLoop:
         else:
             rec = await self._send(check, probe)
         if rec.error_class in ("connect", "connect_timeout"):
-            raise self._unreachable()
+            raise self._unreachable(rec)
         if rec.status is not None and looks_like_model_error(
             rec.status, rec.error or "", self.model
         ):

@@ -118,7 +118,7 @@ def unreachable_error(
         )
     if failure.kind == CONNECT:
         return UnreachableError(
-            f"cannot connect to {url}: {failure.message}",
+            f"cannot reach {url}: {failure.message}",
             hint="is the server running? start it with 'llmctl serve FILE', or check --url",
         )
     return UnreachableError(

@@ -101,6 +101,22 @@ def test_unreachable_url_exits_5_in_one_line(capsys):
     assert "cannot reach" in err and "Traceback" not in err
 
 
+def test_a_connect_timeout_is_not_called_a_refusal():
+    """The check request's own failure class words the error (openai_http's one line)."""
+    from llmdeploy_cli.bench.config import BenchConfig
+    from llmdeploy_cli.bench.loop import BenchLoop
+    from llmdeploy_cli.bench.metrics import RequestRecord
+    from llmdeploy_cli.bench.workload import random_workload
+
+    loop = BenchLoop(BenchConfig("http://10.0.0.1:8000/v1", "m", random_workload(1, 8, 2)), None)
+    rec = RequestRecord(-1)
+    rec.error_class, rec.error = "connect_timeout", "connect timed out"
+    e = loop._unreachable(rec)
+    assert "cannot reach http://10.0.0.1:8000/v1: connect timed out" in str(e)
+    assert "refused" not in str(e)
+    assert "connection refused" in str(loop._unreachable())
+
+
 def test_wrong_model_says_which_models_exist(capsys):
     with standin() as (url, _):
         code = bench(url, "--model", "llama-7b", "-n", "2")
