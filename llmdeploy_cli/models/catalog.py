@@ -22,6 +22,7 @@ from llmdeploy_cli.models import checks_engine, checks_gpu, checks_model
 
 if TYPE_CHECKING:  # pragma: no cover
     from llmdeploy_cli.backend import Backend, Plan
+    from llmdeploy_cli.models.inspect import ModelInfo
     from llmdeploy_cli.profile import Profile
 
 
@@ -37,7 +38,8 @@ BOTH = PREFLIGHT | DOCTOR
 
 @dataclass
 class CheckContext:
-    """What the checks read; `model_dir` is filled in by model.files for the ones after."""
+    """What the checks read; `model_dir` (and in doctor `model_info`, the folder inspected
+    once) is filled in by model.files for the ones after."""
 
     mode: Mode
     profile: Profile
@@ -48,6 +50,7 @@ class CheckContext:
     verify: bool = False
     check_running: bool = True
     model_dir: Path | None = None
+    model_info: ModelInfo | None = None
 
     @property
     def doctor(self) -> bool:
@@ -100,7 +103,9 @@ def _port(ctx: CheckContext) -> list[Problem]:
 
 def _model(ctx: CheckContext) -> list[Problem]:
     if ctx.doctor:  # the folder, or the hub id / pull name in a local cache, inspected
-        ctx.model_dir, found = checks_model.check_model(ctx.profile, ctx.plan, ctx.environ)
+        ctx.model_dir, ctx.model_info, found = checks_model.check_model(
+            ctx.profile, ctx.plan, ctx.environ
+        )
         return found
     # serve: a local folder must be complete; a hub id is the engine's to find
     if not ctx.managed:
@@ -117,13 +122,15 @@ def _gpu(ctx: CheckContext) -> list[Problem]:
     # ours to check
     if not ctx.doctor and not ctx.managed:
         return []
-    return checks_gpu.check_gpu(ctx.profile, ctx.model_dir, ctx.plan, ctx.gpu_query)
+    return checks_gpu.check_gpu(
+        ctx.profile, ctx.model_dir, ctx.plan, ctx.gpu_query, model_info=ctx.model_info
+    )
 
 
 def _context(ctx: CheckContext) -> list[Problem]:
     from llmdeploy_cli.models.checks_context import check_context
 
-    return check_context(ctx.profile, ctx.backend, ctx.model_dir, ctx.environ)
+    return check_context(ctx.profile, ctx.backend, ctx.model_dir, ctx.environ, ctx.model_info)
 
 
 def _offline(ctx: CheckContext) -> list[Problem]:

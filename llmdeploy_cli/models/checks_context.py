@@ -13,12 +13,18 @@ from llmdeploy_cli.capabilities import ContextLimit
 from llmdeploy_cli.errors import Problem
 
 if TYPE_CHECKING:  # pragma: no cover
+    from llmdeploy_cli.models.inspect import ModelInfo
     from llmdeploy_cli.profile import Profile
 
 
 def check_context(
-    profile: Profile, backend, model_dir: Path | None, environ: Mapping[str, str]
+    profile: Profile,
+    backend,
+    model_dir: Path | None,
+    environ: Mapping[str, str],
+    model_info: ModelInfo | None = None,
 ) -> list[Problem]:
+    """`model_info`: model_dir already inspected (its config is not read again)."""
     want = profile.resources.max_model_len
     limit = getattr(backend, "context_limit", None)
     if want is None or not isinstance(limit, ContextLimit) or model_dir is None:
@@ -26,10 +32,10 @@ def check_context(
     cfg_path = model_dir / "config.json" if model_dir.is_dir() else None
     if cfg_path is None or not cfg_path.is_file():
         return []
-    from llmdeploy_cli.models.readers import read_json
+    from llmdeploy_cli.models.inspect import model_config
     from llmdeploy_cli.models.shape import derived_max_len
 
-    cfg, _ = read_json(cfg_path)
+    cfg = model_config(model_dir, model_info)
     info = derived_max_len(cfg or {})
     if info is None or want <= info.derived:
         return [] if info is None else [_ok(want, info)]

@@ -35,7 +35,10 @@ def off_nvidia(profile: Profile, backend) -> str | None:
     return None
 
 
-def check_gpu(profile: Profile, model_dir: Path | None, plan: Plan, gpu_query=None) -> list:
+def check_gpu(
+    profile: Profile, model_dir: Path | None, plan: Plan, gpu_query=None, *, model_info=None
+) -> list:
+    """`model_info`: model_dir's ModelInfo when doctor has inspected it (not read again)."""
     from llmdeploy_cli.models.gpus import query_gpus, visible_gpus
     from llmdeploy_cli.models.units import fmt_bytes
 
@@ -71,7 +74,7 @@ def check_gpu(profile: Profile, model_dir: Path | None, plan: Plan, gpu_query=No
     r = profile.resources
     need_gpus = r.tensor_parallel * r.pipeline_parallel
     used = devices[: max(need_gpus, 1)]
-    out += check_capability(profile, backend, used, model_dir)
+    out += check_capability(profile, backend, used, model_dir, model_info)
     if len(devices) < need_gpus:
         out.append(
             Problem(
@@ -85,18 +88,20 @@ def check_gpu(profile: Profile, model_dir: Path | None, plan: Plan, gpu_query=No
     if model_dir is None:
         out.append(Problem("gpu.memory", "skip", "the model is not on disk: no memory plan"))
         return out
-    out.append(check_memory(profile, model_dir, plan, devices, used))
+    out.append(check_memory(profile, model_dir, plan, devices, used, model_info))
     return out
 
 
-def check_capability(profile: Profile, backend, used: list, model_dir: Path | None) -> list:
+def check_capability(
+    profile: Profile, backend, used: list, model_dir: Path | None, model_info=None
+) -> list:
     """The oldest card in use against the engine's minimum for the dtype and quantization."""
     limits = getattr(backend, "card_limits", None)
     cards = [d for d in used if getattr(d, "compute_cap", None)]
     if not isinstance(limits, CardLimits) or not cards:
         return []
     dtype = profile.model.dtype if profile.model.dtype not in (None, "auto") else None
-    quant = profile.model.quantization or _checkpoint_quant(model_dir)
+    quant = profile.model.quantization or _checkpoint_quant(model_dir, model_info)
     oldest = min(cards, key=lambda d: d.compute_cap)
     for need, what in limits.needs(dtype=dtype, quantization=quant):
         if oldest.compute_cap < need:
@@ -126,20 +131,21 @@ def check_capability(profile: Profile, backend, used: list, model_dir: Path | No
     ]
 
 
-def _checkpoint_quant(model_dir: Path | None) -> str | None:
+def _checkpoint_quant(model_dir: Path | None, model_info=None) -> str | None:
     """The checkpoint's quant_method (config.json quantization_config), lower-cased."""
     if model_dir is None or not (model_dir / "config.json").is_file():
         return None
-    from llmdeploy_cli.models.inspect import text_config
-    from llmdeploy_cli.models.readers import read_json
+    from llmdeploy_cli.models.inspect import model_config, text_config
 
-    cfg, _ = read_json(model_dir / "config.json")
+    cfg = model_config(model_dir, model_info)
     q = (cfg or {}).get("quantization_config") or text_config(cfg or {}).get("quantization_config")
     method = q.get("quant_method") if isinstance(q, dict) else None
     return str(method).lower() if method else None
 
 
-def check_memory(profile: Profile, model_dir: Path, plan: Plan, devices: list, used: list):
+def check_memory(
+    profile: Profile, model_dir: Path, plan: Plan, devices: list, used: list, model_info=None
+):
     """The plan on this card, by the engine's rule: an engine that sizes its cache from the
     FREE memory (LMDeploy) is planned on what is free; one that takes a fraction of the
     TOTAL (vLLM, SGLang) is planned on the total and must find that fraction free."""
@@ -152,7 +158,12 @@ def check_memory(profile: Profile, model_dir: Path, plan: Plan, devices: list, u
         rule = memory_rule(profile.backend)
         size = free if rule.sizes_from_free else devices[0].total_bytes
         mp = plan_for(
-            profile, size, len(devices), engine_version=plan.engine_version, model_dir=model_dir
+            profile,
+            size,
+            len(devices),
+            engine_version=plan.engine_version,
+            model_dir=model_dir,
+            model_info=model_info,
         )
     except Exception as e:  # noqa: BLE001 - a plan that cannot be made is a skip, not a crash
         return Problem("gpu.memory", "skip", f"no memory plan: {e}")

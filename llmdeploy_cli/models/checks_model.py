@@ -14,6 +14,7 @@ from llmdeploy_cli.models import facts
 
 if TYPE_CHECKING:  # pragma: no cover
     from llmdeploy_cli.backend import Plan
+    from llmdeploy_cli.models.inspect import ModelInfo
     from llmdeploy_cli.profile import Profile
 
 
@@ -22,11 +23,12 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def check_model(
     profile: Profile, plan: Plan | None = None, environ: Mapping[str, str] | None = None
-) -> tuple[Path | None, list[Problem]]:
+) -> tuple[Path | None, ModelInfo | None, list[Problem]]:
     """The model's files, found where the engine will look for them: a local path as it is;
     a hub id in the one cache the engine reads (its hub, hub.cache_dir as build() hands it,
     the cache variables of the profile's env and of this environment); a pull name in the
-    store the engine's server uses. Without a plan, every cache on disk counts."""
+    store the engine's server uses. Without a plan, every cache on disk counts.
+    Returns (the folder, its inspection when complete, the verdicts)."""
     from llmdeploy_cli.models.cache import find_local
     from llmdeploy_cli.models.completeness import model_dir_problems
 
@@ -38,34 +40,37 @@ def check_model(
         if plan is not None and backend is not None:
             local, found_at = _located(profile, backend, plan, environ or {})
             if local is None or found_at[0].level != "pass":
-                return local, found_at
+                return local, None, found_at
         else:
             local = find_local(profile.model.source, profile)
             if local is None:
-                return None, [_not_cached(profile, backend, None)]
+                return None, None, [_not_cached(profile, backend, None)]
     problems = model_dir_problems(local, need_gguf=need_gguf)
     if profile.model.tokenizer:  # the tokenizer comes from elsewhere
         problems = [p for p in problems if p.check != "model.tokenizer"]
     if any(p.level == "fail" for p in problems):
-        return local, problems
-    from llmdeploy_cli.models.inspect import inspect_model
-    from llmdeploy_cli.models.readers import read_json
+        return local, None, problems
+    from llmdeploy_cli.models.inspect import inspect_model, model_config
 
+    info: ModelInfo | None = None
     try:
         info = inspect_model(local)
         params = f"{info.params:,} params" if info.params else "params unknown"
         what = f"{info.architecture or info.model_type or info.format}, {params}, {info.dtype}"
         data = {k: v for k, v in info.as_dict().items() if k not in ("files",) and v is not None}
-        cfg = info.config
     except OSError:
         what, data = "complete", {}
-        cfg = read_json(local / "config.json")[0] if local.is_dir() else None
+    cfg = model_config(local, info) if local.is_dir() else None
     extra = problems + _remote_code(profile, cfg)
-    return local, [
-        Problem("model.files", "pass", f"{local}: complete ({what})", data=data),
-        *found_at,
-        *extra,
-    ]
+    return (
+        local,
+        info,
+        [
+            Problem("model.files", "pass", f"{local}: complete ({what})", data=data),
+            *found_at,
+            *extra,
+        ],
+    )
 
 
 def _located(profile: Profile, backend, plan: Plan, environ) -> tuple[Path | None, list[Problem]]:

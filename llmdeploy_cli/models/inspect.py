@@ -92,6 +92,14 @@ def quantization_of(cfg: dict) -> str | None:
     return None
 
 
+def model_config(model_dir: Path, model_info: ModelInfo | None = None) -> dict | None:
+    """model_dir's config.json: `model_info`'s copy when the folder has been inspected,
+    else read now (None: missing or unreadable)."""
+    if model_info is not None and model_info.config:
+        return model_info.config
+    return read_json(Path(model_dir) / "config.json")[0]
+
+
 def _files(path: Path) -> list[dict]:
     out = []
     for p in sorted(path.rglob("*")):

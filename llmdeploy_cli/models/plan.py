@@ -55,6 +55,7 @@ from llmdeploy_cli.models.shape import (
 from llmdeploy_cli.models.units import DTYPE_BYTES, GiB, fmt_bytes, parse_size  # noqa: F401
 
 if TYPE_CHECKING:  # pragma: no cover
+    from llmdeploy_cli.models.inspect import ModelInfo
     from llmdeploy_cli.profile import Profile
 
 
@@ -312,8 +313,11 @@ def suggest(
 # -- from a profile ------------------------------------------------------------------------
 
 
-def inputs_for(profile: Profile, model_dir: Path | None = None) -> PlanInputs:
-    """Read what the plan needs from a profile and the model's files (no network)."""
+def inputs_for(
+    profile: Profile, model_dir: Path | None = None, model_info: ModelInfo | None = None
+) -> PlanInputs:
+    """Read what the plan needs from a profile and the model's files (no network);
+    `model_info`: model_dir already inspected (doctor's model check), not read again."""
     from llmdeploy_cli.models.cache import find_local
     from llmdeploy_cli.models.inspect import inspect_model, text_config
     from llmdeploy_cli.models.readers import read_gguf_meta, read_json
@@ -335,7 +339,7 @@ def inputs_for(profile: Profile, model_dir: Path | None = None) -> PlanInputs:
         cfg = gguf_config(read_gguf_meta(gguf))
         weights, wsource = gguf.stat().st_size, "gguf file size"
     else:
-        info = inspect_model(src)  # reads config.json too: info.config
+        info = model_info or inspect_model(src)  # reads config.json too: info.config
         cfg = info.config
         if not cfg:  # empty: unreadable, or a real {} (read again only to say which)
             cfg, why = read_json(src / "config.json")
@@ -384,9 +388,10 @@ def plan_for(
     *,
     engine_version: str | None = None,
     model_dir: Path | None = None,
+    model_info: ModelInfo | None = None,
 ) -> MemoryPlan:
     """The memory plan of a profile on GPUs of `gpu_mem_bytes` each (serve calls this)."""
-    inp = inputs_for(profile, model_dir)
+    inp = inputs_for(profile, model_dir, model_info)
     inp.engine_version = engine_version
     mp = compute_plan(inp, gpu_mem_bytes, gpus)
     mp.suggestions = keep_accepted(profile, mp.suggestions, engine_version)

@@ -284,3 +284,16 @@ def test_doctor_and_preflight_share_one_port_check(write_profile, tiny_model):
         assert by_doctor == by_preflight
         assert by_doctor.level == "fail" and f"pid {os.getpid()}" in by_doctor.message
         assert all(x.level in ("fail", "warn") for x in found)
+
+
+def test_doctor_inspects_the_model_once(vllm_profile, monkeypatch):
+    """The model check's inspection (config.json, safetensors headers) serves the context,
+    card and memory checks after it: no second read of the same files in one run."""
+    from llmdeploy_cli.models import inspect
+
+    calls = []
+    real = inspect.inspect_model
+    monkeypatch.setattr(inspect, "inspect_model", lambda p: calls.append(p) or real(p))
+    checks = _by(run_doctor(vllm_profile, environ={}, gpu_query=one_gpu()))
+    assert checks["gpu.memory"].level == "pass" and checks["model.context"].level == "pass"
+    assert len(calls) == 1
