@@ -18,7 +18,7 @@ chunk whose `delta.content` is not a string, and a stream without a usage chunk.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from llmdeploy_cli.openai_http.wire import delta_parts, message_text
 
@@ -38,16 +38,11 @@ def sdk_pass(ctx: _Ctx, spec: SmokeSpec, api_key: str | None) -> None:
         ctx.warn("the openai package is not installed: the SDK pass was skipped")
         return
     from llmdeploy_cli.openai_http.clients import sync_client
-    from llmdeploy_cli.smoke.chat import _messages
+    from llmdeploy_cli.smoke.chat import chat_body
 
     base = ctx.report.base_url
     t = ctx.timeout
-    kw: dict[str, Any] = {
-        "model": ctx.endpoint.model,
-        "messages": _messages(spec),
-        "max_tokens": spec.max_tokens,
-        "temperature": spec.temperature,
-    }
+    kw = chat_body(ctx.endpoint.model, spec)  # the same request as the plain chat check
     with (
         sync_client(base, timeout=t, max_connections=2) as http,
         openai.OpenAI(
