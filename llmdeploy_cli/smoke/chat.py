@@ -292,6 +292,3 @@ def _strip_fence(text: str) -> str:
     """Models often wrap JSON in a ``` fence; accept that."""
     m = re.fullmatch(r"\s*```(?:json)?\s*\n(.*?)\n?```\s*", text, re.S)
     return m.group(1) if m else text
-
-
-# -- embeddings and rerank --------------------------------------------------------------------

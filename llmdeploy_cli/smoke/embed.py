@@ -54,6 +54,3 @@ def _rerank(ctx: _Ctx, spec: SmokeSpec) -> None:
         ctx.check("rerank: results", "pass", f"{x.items} scored documents")
     else:
         ctx.check("rerank: results", "fail", "no results")
-
-
-# -- HTTP helpers --------------------------------------------------------------------------------

@@ -203,11 +203,6 @@ class AuthError(LlmctlError):
     kind = "auth"
 
 
-# ---------------------------------------------------------------------------------------
-# the run
-# ---------------------------------------------------------------------------------------
-
-
 def _failure_hint(c: Check) -> str | None:
     if c.name.endswith(": answer"):
         return "the model returned nothing: check the chat template and max_tokens"
