@@ -298,12 +298,8 @@ class Fleet:
             self._notify()
             gpus = await self._gpus_for(slot)
             slot.phase = "spawning"
-            if getattr(self.starter, "sizes", False):
-                handle = self.starter(slot.model, slot.need, gpus)
-            else:
-                handle = self.starter(slot.model)
-            slot.handle = handle
-            await handle.wait_ready()
+            await self._make(slot, gpus)
+            await slot.handle.wait_ready()
         except _Unwanted:
             self.start_queue.remove(slot)
             slot.phase = ""
@@ -335,6 +331,23 @@ class Fleet:
         finally:
             slot.start_task = None
 
+    async def _make(self, slot: Slot, gpus: list) -> None:
+        """Call the starter in a worker thread (the real one renders the profile and, on a
+        GPU, reads the model's files: not on the loop). The handle it returns becomes the
+        slot's even when the start is cancelled meanwhile, so the cancel path stops it."""
+        sizes = getattr(self.starter, "sizes", False)
+        args = (slot.model, slot.need, gpus) if sizes else (slot.model,)
+        made = asyncio.get_running_loop().run_in_executor(None, self.starter, *args)
+        try:
+            slot.handle = await asyncio.shield(made)
+        except asyncio.CancelledError:
+            while not made.done():  # a thread cannot be cancelled: wait for what it makes
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait({made})
+            if not made.cancelled() and made.exception() is None:
+                slot.handle = made.result()
+            raise
+
     async def _gpus_for(self, slot: Slot) -> list:
         """The GPUs as they are now, for a start that needs GPU memory. After a stop, wait
         (bounded by gpu_free_wait) until they report the memory the start needs as free."""
@@ -364,10 +377,11 @@ class Fleet:
             self.last_gpu_stop = time.monotonic()
 
     def _holds(self, s: Slot, wanted: Slot) -> bool:
-        """Does `s` hold memory now (the fit counts it)?"""
+        """Does `s` hold memory now (the fit counts it)? A start holds it from the moment it
+        leaves the start queue: its engine may be in the making or waiting for a GPU."""
         if s is wanted:
             return False
-        return s.state in (READY, STOPPING) or (s.state == STARTING and s.handle is not None)
+        return s.state in (READY, STOPPING) or (s.state == STARTING and s not in self.start_queue)
 
     # -- stopping ---------------------------------------------------------------------------
     def _stop(self, slot: Slot, why: str) -> asyncio.Task | None:

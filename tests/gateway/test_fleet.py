@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from types import SimpleNamespace
 
@@ -277,5 +278,49 @@ def test_a_changed_pinned_model_restarts_on_reload():
         assert log.count(("start", "p")) == 2
         await f.close(1)
         bg.cancel()
+
+    run(go())
+
+
+def test_an_engine_being_made_counts_in_the_fit():
+    """The starter runs in a worker thread: the fit counts the model it makes meanwhile."""
+
+    async def go():
+        log: list = []
+
+        def starter(m):
+            time.sleep(0.2)
+            return FakeEngine(log, m.name, 0.01, False)
+
+        models = [model("a"), model("b")]
+        f = Fleet(models, {"host": 10 * G}, {m.name: {"host": 6 * G} for m in models}, starter)
+        await asyncio.gather(use(f, "a"), use(f, "b"))
+        assert log == [("start", "a"), ("stop", "a"), ("start", "b")]
+        await f.close(1)
+
+    run(go())
+
+
+def test_a_start_cancelled_while_its_engine_is_made_stops_that_engine():
+    async def go():
+        log: list = []
+        making, go_on = threading.Event(), threading.Event()
+
+        def starter(m):
+            making.set()
+            go_on.wait(5)
+            return FakeEngine(log, m.name, 0.01, False)
+
+        f = Fleet([model("a")], {"host": 10 * G}, {"a": {"host": G}}, starter)
+        req = asyncio.create_task(use(f, "a"))
+        await asyncio.get_running_loop().run_in_executor(None, making.wait, 5)
+        closing = asyncio.create_task(f.close(0))
+        await asyncio.sleep(0.1)
+        assert not closing.done()  # it waits for the engine in the making
+        go_on.set()
+        await closing
+        assert log == [("start", "a"), ("stop", "a")]
+        assert f.slots["a"].state == STOPPED and f.slots["a"].handle is None
+        await asyncio.gather(req, return_exceptions=True)
 
     run(go())
