@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -87,24 +89,20 @@ def serve_cmd(
 
     gw = load_gateway(file)
     analyse(gw)  # a model that can never fit is refused before anything starts
-    if detach:
-        doc = control.start_detached(gw)
-    else:
-        doc = None
+    if not detach:
 
         def on_event(kind: str, msg: str) -> None:
             if kind == "listening":
                 if json_:
-                    emit_json({"name": gw.name, "url": msg, "pid": __import__("os").getpid()})
+                    emit_json({"name": gw.name, "url": msg, "pid": os.getpid()})
                 else:
                     out(f"ready  {gw.name}  {msg}/v1  ({len(gw.models)} models)")
-                import sys
-
                 sys.stdout.flush()
             elif kind == "warning":
                 warn(msg)
 
         return control.serve_foreground(gw, on_event)
+    doc = control.start_detached(gw)
     if json_:
         emit_json(doc)
     else:
