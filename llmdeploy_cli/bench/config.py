@@ -79,4 +79,19 @@ def validate(cfg: BenchConfig) -> None:
         raise UsageError("--workers must be >= 1")
 
 
-__all__ = ["BenchConfig", "BenchRun", "LOST_AFTER", "Progress", "validate"]
+def measure(cfg: BenchConfig, records: list[RequestRecord], duration: float) -> tuple[dict, dict]:
+    """The figures of `records` over `duration` (vLLM's keys, and the `llmctl` block), as
+    the run's task and settings ask: a run's own, or K runs merged (`--repeat`)."""
+    from llmdeploy_cli.bench.metrics import compute, compute_embeddings
+
+    if cfg.task == "embedding":
+        res, extra = compute_embeddings(records, duration, percentiles=cfg.percentiles)
+        extra["embedding"]["batch_size"] = cfg.batch_size
+        return res, extra
+    return compute(
+        records, duration, goodput=cfg.goodput, percentiles=cfg.percentiles,
+        queue_metrics=cfg.concurrency is not None,
+    )  # fmt: skip
+
+
+__all__ = ["BenchConfig", "BenchRun", "LOST_AFTER", "Progress", "measure", "validate"]

@@ -15,8 +15,8 @@ import threading
 from datetime import datetime
 
 from llmdeploy_cli.bench import client as bc
-from llmdeploy_cli.bench.config import LOST_AFTER, BenchConfig, BenchRun, Progress
-from llmdeploy_cli.bench.metrics import RequestRecord, compute, compute_embeddings
+from llmdeploy_cli.bench.config import LOST_AFTER, BenchConfig, BenchRun, Progress, measure
+from llmdeploy_cli.bench.metrics import RequestRecord
 from llmdeploy_cli.bench.noise import samples
 from llmdeploy_cli.bench.schedule import arrivals, schedule
 from llmdeploy_cli.bench.workload import Prompt
@@ -408,15 +408,7 @@ class BenchLoop:
         recs = self.records
         ends = [r.done for r in recs if r.done is not None]
         duration = (max(ends) if ends else end) - t0
-        queue = cfg.concurrency is not None
-        if self.embedding:
-            res, extra = compute_embeddings(recs, duration, percentiles=cfg.percentiles)
-            extra["embedding"]["batch_size"] = cfg.batch_size
-        else:
-            res, extra = compute(
-                recs, duration, goodput=cfg.goodput, percentiles=cfg.percentiles,
-                queue_metrics=queue,
-            )  # fmt: skip
+        res, extra = measure(cfg, recs, duration)
         kind = "openai-embeddings" if self.embedding else "openai-chat"
         result = {
             "date": f"{datetime.now():%Y%m%d-%H%M%S}",

@@ -10,27 +10,17 @@ change within the spread the runs showed does not fail it.
 
 from __future__ import annotations
 
-from llmdeploy_cli.bench.config import BenchConfig, BenchRun
+from llmdeploy_cli.bench.config import BenchConfig, BenchRun, measure
 
 
 def merge(cfg: BenchConfig, runs: list[BenchRun]) -> BenchRun:
     """One BenchRun of K runs of `cfg`: figures over all their requests; the duration is
     the sum of theirs (the time spent measuring); each run's samples and figures kept."""
-    from llmdeploy_cli.bench.metrics import compute, compute_embeddings
-
     if len(runs) == 1:
         return runs[0]
     first = runs[0].result
     records = [r for run in runs for r in run.records]
-    duration = sum(run.result["duration"] for run in runs)
-    if first["endpoint_type"] == "openai-embeddings":
-        res, extra = compute_embeddings(records, duration, percentiles=cfg.percentiles)
-        extra["embedding"]["batch_size"] = cfg.batch_size
-    else:
-        res, extra = compute(
-            records, duration, goodput=cfg.goodput, percentiles=cfg.percentiles,
-            queue_metrics=cfg.concurrency is not None,
-        )  # fmt: skip
+    res, extra = measure(cfg, records, sum(run.result["duration"] for run in runs))
     x = dict(first["llmctl"])
     x.update(extra)
     x["samples"] = {"runs": [s for run in runs for s in run.result["llmctl"]["samples"]["runs"]]}
