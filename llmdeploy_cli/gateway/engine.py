@@ -16,7 +16,6 @@ import os
 import re
 import secrets
 import threading
-from dataclasses import dataclass, field
 from typing import Protocol
 
 log = logging.getLogger("llmctl.gateway")
@@ -36,17 +35,6 @@ class Handle(Protocol):
     def alive(self) -> bool: ...
 
     async def stop(self) -> None: ...
-
-
-@dataclass
-class Upstream:
-    """Where a request for one model goes."""
-
-    base_url: str  # http://127.0.0.1:PORT/v1
-    model: str  # the engine's exact model name
-    api_key: str | None = None
-    pgid: int | None = None
-    extra: dict = field(default_factory=dict)
 
 
 def run_name(gateway: str, profile: str) -> str:

@@ -115,7 +115,6 @@ class Lease:
     def __init__(self, fleet: Fleet, slot: Slot):
         self.fleet, self.slot, self.name = fleet, slot, slot.name
         self.upstream = slot.handle
-        self.t0 = time.monotonic()
 
     def release(self) -> None:
         if self.slot is not None:
