@@ -22,6 +22,7 @@ loop). Reported:
 them), for when one client process saturates first.
 
 Run: .venv/bin/python benchmarks/gateway_overhead.py [-n 300] [--repeat 3] [--relay]
+[--tokens 16] (`--tokens N`: N chunks per answer, for the cost per chunk passed on)
 """
 
 from __future__ import annotations
@@ -71,17 +72,19 @@ uvloop.run(main())
 
 
 def _load_part(args):
-    url, n, c = args
-    return asyncio.run(load(url, n, c))
+    return asyncio.run(load(*args))
 
 
-def run_load(url: str, n: int, c: int, clients: int, pool) -> tuple[list, list, float]:
+def run_load(url: str, n: int, c: int, clients: int, pool, tokens: int) -> tuple[list, list, float]:
     """(ttft, gaps, wall seconds) of n requests at concurrency c over `clients` processes."""
     t0 = time.monotonic()
     if clients <= 1 or pool is None:
-        ttft, gaps = asyncio.run(load(url, n, c))
+        ttft, gaps = asyncio.run(load(url, n, c, tokens))
         return ttft, gaps, time.monotonic() - t0
-    parts = [(url, n // clients + (i < n % clients), max(1, c // clients)) for i in range(clients)]
+    parts = [
+        (url, n // clients + (i < n % clients), max(1, c // clients), tokens)
+        for i in range(clients)
+    ]
     ttft, gaps = [], []
     for a, b in pool.map(_load_part, parts):
         ttft += a
@@ -89,13 +92,15 @@ def run_load(url: str, n: int, c: int, clients: int, pool) -> tuple[list, list, 
     return ttft, gaps, time.monotonic() - t0
 
 
-async def at_rate(url: str, rate: float, seconds: float) -> tuple[int, float, list[float]]:
+async def at_rate(
+    url: str, rate: float, seconds: float, tokens: int
+) -> tuple[int, float, list[float]]:
     """Open loop: one streamed request every 1/rate s; (completed, wall s, ttfts)."""
     import aiohttp
 
     body = (
         b'{"model":"standin","messages":[{"role":"user","content":"hi"}],'
-        b'"stream":true,"max_tokens":16}'
+        b'"stream":true,"max_tokens":%d}' % tokens
     )
     ttft: list[float] = []
     done = 0
@@ -144,6 +149,7 @@ def main() -> None:
     ap.add_argument("--concurrency", default="1,32", help="closed-loop levels, comma-separated")
     ap.add_argument("--rate", type=float, default=50.0, help="fixed arrival rate, req/s; 0: skip")
     ap.add_argument("--rate-seconds", type=float, default=10.0)
+    ap.add_argument("--tokens", type=int, default=16, help="tokens per streamed answer")
     ap.add_argument("--relay", action="store_true", help="also measure a raw byte relay")
     ap.add_argument(
         "--baseline-tree",
@@ -152,7 +158,9 @@ def main() -> None:
     args = ap.parse_args()
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     with (
-        standin("--ttft-ms", args.ttft_ms, "--itl-ms", args.itl_ms, "--tokens", "16") as (
+        standin(
+            "--ttft-ms", args.ttft_ms, "--itl-ms", args.itl_ms, "--tokens", str(args.tokens)
+        ) as (
             base,
             standin_proc,
         ),
@@ -223,13 +231,13 @@ def main() -> None:
                         px0, up0 = cpu_of(proxy_pid[name]), cpu_of(standin_proc.pid)
                         cl0 = sum(cpu_of(p) for p in own)
                         busy0 = machine_busy()
-                        ttft, gaps, wall = run_load(url, args.n, c, args.clients, pool)
+                        ttft, gaps, wall = run_load(url, args.n, c, args.clients, pool, args.tokens)
                         n = args.n
                         rows[name].append(
                             (
                                 statistics.median(ttft),
                                 pct(ttft, 0.99),
-                                statistics.median(gaps),
+                                statistics.median(gaps) if gaps else float("nan"),
                                 (cpu_of(proxy_pid[name]) - px0) / n,
                                 (cpu_of(standin_proc.pid) - up0) / n,
                                 (sum(cpu_of(p) for p in own) - cl0) / n,
@@ -241,7 +249,9 @@ def main() -> None:
             rate_rows = {}
             for name, url in targets.items() if args.rate > 0 else ():
                 b0 = cpu_of(proxy_pid[name])
-                done, wall, ttft = asyncio.run(at_rate(url, args.rate, args.rate_seconds))
+                done, wall, ttft = asyncio.run(
+                    at_rate(url, args.rate, args.rate_seconds, args.tokens)
+                )
                 rate_rows[name] = (done / wall, statistics.median(ttft), pct(ttft, 0.99))
                 rate_rows[name] += ((cpu_of(proxy_pid[name]) - b0) / max(1, done),)
             if rate_rows:

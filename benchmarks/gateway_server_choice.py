@@ -109,12 +109,14 @@ def start_proxy(code: str, upstream: str) -> tuple[subprocess.Popen, str]:
     return p, f"http://127.0.0.1:{port}"
 
 
-async def load(url: str, n: int, concurrency: int) -> tuple[list[float], list[float]]:
+async def load(
+    url: str, n: int, concurrency: int, tokens: int = 16
+) -> tuple[list[float], list[float]]:
     import aiohttp
 
     body = (
         b'{"model":"standin","messages":[{"role":"user","content":"hi"}],'
-        b'"stream":true,"max_tokens":16}'
+        b'"stream":true,"max_tokens":%d}' % tokens
     )
     ttft: list[float] = []
     gaps: list[float] = []
