@@ -136,9 +136,10 @@ class Fleet:
         metrics=None,
         gpu_query=None,
     ):
-        """`starter(model)` -> Handle; a starter with `sizes = True` is called as
-        `starter(model, need, gpus)` to size the engine (sizing.py). `gpu_query()` lists the
-        GPUs (models/gpus.py's figures); by default asked when a budget is a GPU's."""
+        """`starter(model)` -> Handle, called in a worker thread (it may not use the loop);
+        a starter with `sizes = True` is called as `starter(model, need, gpus)` to size the
+        engine (sizing.py). `gpu_query()` lists the GPUs (models/gpus.py's figures); by
+        default asked when a budget is a GPU's."""
         self.budgets = budgets
         if gpu_query is None and any(d.startswith("gpu:") for d in budgets):
             gpu_query = sizing.query
