@@ -141,21 +141,17 @@ def build(recipe: Recipe, version: str, device: str, target: Path, emit) -> dict
             f"the archive unpacked but {exe} is missing",
             hint=f"{filename} is not laid out as the release (bin/{recipe.executable})",
         )
-    manifest = {
-        "engine": recipe.name,
-        "distribution": recipe.distribution or None,
-        "executable": recipe.executable,
-        "version": version,
-        "device": device,
-        "python": None,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "installer": "archive",
-        "archive": url,
-        "sha256": got,
-        "constraints": None,
-        "requirements": [],
-        "removed": [],
-    }
-    store.write_manifest(target, manifest)
-    (target / store.INSTALLING).unlink()
-    return manifest
+    return store.finish(
+        target,
+        recipe,
+        version,
+        device,
+        "archive",
+        distribution=recipe.distribution or None,
+        python=None,
+        archive=url,
+        sha256=got,
+        constraints=None,
+        requirements=[],
+        removed=[],
+    )

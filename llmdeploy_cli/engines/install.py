@@ -352,24 +352,18 @@ def _build(recipe, version, device, cfile, target: Path, tools: Tools, emit) -> 
             f"the install finished but {exe} is missing",
             hint=f"the {recipe.name} packages did not install their command",
         )
-    manifest = {
-        "engine": recipe.name,
-        "distribution": recipe.distribution,
-        "executable": recipe.executable,
-        "version": version,
-        "device": device,
-        "python": _python_version(target),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "installer": installer,
-        "constraints": cfile,
-        "requirements": ([f"torch=={torch}"] if torch else []) + reqs,
-        "removed": removed,
-    }
-    if index:
-        manifest["index_url"] = index
-    store.write_manifest(target, manifest)
-    (target / store.INSTALLING).unlink()
-    return manifest
+    return store.finish(
+        target,
+        recipe,
+        version,
+        device,
+        installer,
+        python=_python_version(target),
+        constraints=cfile,
+        requirements=([f"torch=={torch}"] if torch else []) + reqs,
+        removed=removed,
+        **({"index_url": index} if index else {}),
+    )
 
 
 def _clean_env() -> dict[str, str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,6 +80,25 @@ def write_manifest(path: Path, doc: dict) -> None:
     from llmdeploy_cli.fsutil import atomic_write
 
     atomic_write(path / MANIFEST, json.dumps(doc, indent=2, sort_keys=True) + "\n")
+
+
+def finish(target: Path, recipe, version: str, device: str, installer: str, **fields) -> dict:
+    """The last step of an install: write the manifest (the keys every install records,
+    then the installer's own `fields`) and drop the install marker, so the env is used from
+    now on. Returns the manifest."""
+    manifest = {
+        "engine": recipe.name,
+        "distribution": recipe.distribution,
+        "executable": recipe.executable,
+        "version": version,
+        "device": device,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "installer": installer,
+        **fields,
+    }
+    write_manifest(target, manifest)
+    (target / INSTALLING).unlink()
+    return manifest
 
 
 def installed(name: str | None = None, base: Path | None = None) -> list[InstalledEngine]:
