@@ -147,7 +147,7 @@ def resolve_ref(text: str, device: str | None = None, base: Path | None = None) 
     matches, the folder an install would create (so `render` shows where it would be and
     preflight reports the executable missing).
     """
-    from llmdeploy_cli.engines.catalog import RECIPES
+    from llmdeploy_cli.engines.catalog import recipe_for
 
     name, version, ref_device = parse_ref(text)
     want = ref_device or (device if device in ("cpu", "cuda") else None)
@@ -162,7 +162,7 @@ def resolve_ref(text: str, device: str | None = None, base: Path | None = None) 
         cands.sort(key=lambda e: e.device != "cuda")  # stable: keeps newest-first order
     if cands:
         return cands[0].path
-    recipe = RECIPES.get(name)
+    recipe = recipe_for(name)
     fallback_version = version or (recipe.default_version if recipe else "unknown")
     return env_dir(name, fallback_version, want or "cpu", base)
 
