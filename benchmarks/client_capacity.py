@@ -144,7 +144,10 @@ def llmctl_rung(srv: Server, rate: float, duration: float, workers: int) -> dict
     try:
         doc = json.loads(p.stdout)
         res["failed"] = doc.get("failed")
-        res["client_max_send_lag_ms"] = doc["llmctl"]["send_lag"]["max_send_lag_ms"]
+        lag = doc["llmctl"]["send_lag"]  # the client's own stamps, to the socket write
+        res["client_max_send_lag_ms"] = lag["max_send_lag_ms"]
+        res["client_send_lag_p50_ms"] = lag.get("median_send_lag_ms")
+        res["client_send_lag_p99_ms"] = lag.get("p99_send_lag_ms")
     except (ValueError, KeyError, TypeError):
         res["failed"] = None
         res["error"] = (p.stderr or p.stdout)[-300:]
