@@ -115,27 +115,26 @@ class _Stream:
         try:
             data = loads(payload)
         except ValueError:
-            text = payload[:200].decode("utf-8", "replace")
-            rec.error_class, rec.error = "bad_stream", f"not JSON: {text}"
-            rec.done = now()
-            return False
+            return self._bad("not JSON", payload)
         if not isinstance(data, dict):
             return True
         choices = data.get("choices")
         if choices:
+            try:
+                choice = choices[0] or {}
+                delta = choice.get("delta")
+                kinds, text = _delta_kinds(delta) if delta else (None, "")
+            except (AttributeError, KeyError, TypeError):
+                return self._bad("not a chat completion chunk", payload)
             if rec.first_chunk is None:
                 rec.first_chunk = t
             rec.last_choice = t
-            choice = choices[0] or {}
-            delta = choice.get("delta")
-            if delta:
-                kinds, text = _delta_kinds(delta)
-                if kinds:
-                    if rec.first_content is None:
-                        rec.first_content = t
-                    rec.content_times.append(t)
-                    rec.kinds |= kinds
-                    rec.text += text
+            if kinds:
+                if rec.first_content is None:
+                    rec.first_content = t
+                rec.content_times.append(t)
+                rec.kinds |= kinds
+                rec.text += text
             if choice.get("finish_reason"):
                 rec.finish_reason = choice["finish_reason"]
         elif data.get("error"):
@@ -146,6 +145,14 @@ class _Stream:
         if data.get("usage"):
             self.usage = data["usage"]
         return True
+
+    def _bad(self, what: str, payload: bytes) -> bool:
+        """A chunk that is not what an OpenAI stream carries: the request fails."""
+        rec = self.rec
+        rec.error_class = "bad_stream"
+        rec.error = f"{what}: {payload[:200].decode('utf-8', 'replace')}"
+        rec.done = now()
+        return False
 
 
 async def send(

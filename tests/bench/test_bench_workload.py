@@ -91,6 +91,20 @@ def test_what_counts_as_a_token_chunk():
     assert _delta_kinds(call) == ({"tool_calls"}, "f{}")
 
 
+@pytest.mark.parametrize(
+    "chunk",
+    [b"not json", b'{"choices": [1]}', b'{"choices": [{"delta": "x"}]}', b'{"choices": {"a": 1}}'],
+)
+def test_a_malformed_chunk_fails_the_request_as_bad_stream(chunk):
+    """The stream parser classifies what it cannot read; it never raises out of send()."""
+    from llmdeploy_cli.bench.client import _Stream
+    from llmdeploy_cli.bench.metrics import RequestRecord
+
+    st = _Stream(RequestRecord(0))
+    assert st.feed(chunk, 1.0) is False
+    assert st.rec.error_class == "bad_stream" and chunk.decode() in st.rec.error
+
+
 def test_bench_honours_proxy_variables_for_remote_urls_only(monkeypatch):
     """Like smoke: a remote server is reached through HTTP(S)_PROXY, loopback never is."""
     from llmdeploy_cli.bench.client import make_client
