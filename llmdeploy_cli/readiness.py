@@ -52,7 +52,9 @@ class Crashed(LlmctlError):
     """The engine exited while readiness was waiting for it."""
 
     def __init__(self, returncode: int | None, phase: str):
-        super().__init__(f"the engine exited with status {returncode} while {_doing(phase)}")
+        from llmdeploy_cli.supervise.procgroup import how_it_ended
+
+        super().__init__(f"the engine {how_it_ended(returncode)} while {_doing(phase)}")
         self.returncode = returncode
         self.phase = phase
 

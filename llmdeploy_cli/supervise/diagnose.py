@@ -116,22 +116,10 @@ def diagnose(
     return found
 
 
-def signal_of(returncode: int | None) -> str | None:
-    """'SIGKILL' for an engine a signal ended: status -9 (Popen's way), or 137 (128 + 9, a
-    shell's or a container runtime's way of saying the same). None for a plain exit."""
-    import signal
-
-    if returncode is None or returncode == 0:
-        return None
-    num = -returncode if returncode < 0 else returncode - 128 if 128 < returncode < 160 else 0
-    try:
-        return signal.Signals(num).name if num else None
-    except ValueError:
-        return f"signal {num}"
-
-
 def exit_diagnosis(returncode: int | None) -> Diagnosis | None:
     """What an engine's death by a signal suggests (None when it exited by itself)."""
+    from llmdeploy_cli.supervise.procgroup import signal_of
+
     name = signal_of(returncode)
     if name is None:
         return None

@@ -74,6 +74,26 @@ def _signal_group(pgid: int, sig: int) -> None:
         pass
 
 
+def signal_of(returncode: int | None) -> str | None:
+    """'SIGKILL' for a process a signal ended: status -9 (Popen's way), or 137 (128 + 9, a
+    shell's or a container runtime's way of saying the same). None for a plain exit."""
+    if returncode is None or returncode == 0:
+        return None
+    num = -returncode if returncode < 0 else returncode - 128 if 128 < returncode < 160 else 0
+    try:
+        return signal.Signals(num).name if num else None
+    except ValueError:
+        return f"signal {num}"
+
+
+def how_it_ended(returncode: int | None) -> str:
+    """'exited with status 1'; for a process a signal ended (Popen's negative status),
+    'was killed by SIGKILL (status -9)' ("exited with status -9" reads as a bug)."""
+    if returncode is not None and returncode < 0:
+        return f"was killed by {signal_of(returncode)} (status {returncode})"
+    return f"exited with status {returncode}"
+
+
 def stop_group(
     pgid: int,
     sig: int = signal.SIGTERM,

@@ -233,9 +233,9 @@ class ServeSession:
                 os.close(exited)
 
     def exit_error(self, rc: int) -> LlmctlError:
-        return self._explain(
-            EngineExited(rc, f"the engine exited with status {rc} after it was ready")
-        )
+        from llmdeploy_cli.supervise.procgroup import how_it_ended
+
+        return self._explain(EngineExited(rc, f"the engine {how_it_ended(rc)} after it was ready"))
 
     def stop_child(self, child: Child) -> None:
         if child.poll() is None:
@@ -375,17 +375,13 @@ class ServeSession:
         )
         rc = getattr(err, "returncode", None)
         if isinstance(err, EngineExited) and rc is not None:
-            from llmdeploy_cli.supervise.diagnose import exit_diagnosis, signal_of
+            from llmdeploy_cli.supervise.diagnose import exit_diagnosis
+            from llmdeploy_cli.supervise.procgroup import signal_of
 
             err.exit_status = rc
             err.signal = signal_of(rc)
             by_signal = exit_diagnosis(rc)
             if by_signal is not None:
-                if rc < 0:  # "exited with status -9" reads as a bug; say what happened
-                    err.message = err.message.replace(
-                        f"exited with status {rc}", f"was killed by {err.signal} (status {rc})"
-                    )
-                    err.args = (err.message,)
                 found = [*found, by_signal] if found else [by_signal]
         if found:
             err.hint = "; ".join(str(d) for d in found) + (f" ({err.hint})" if err.hint else "")
