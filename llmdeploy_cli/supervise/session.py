@@ -210,7 +210,7 @@ class ServeSession:
 
     def wait_exit(self, child: Child) -> int | None:
         # With a StopFlag and a pidfd, sleep until either is readable (checking storage
-        # faults each second); else poll every 50 ms. A gateway holds one such thread per
+        # faults at least each second); else poll every 50 ms. A gateway holds one such thread per
         # loaded model: polling was 20 wake-ups a second each while idle.
         exited = child.exit_fd() if isinstance(self.stop_event, StopFlag) else None
         try:
@@ -224,8 +224,9 @@ class ServeSession:
                     self._check_storage()
                 if exited is None:
                     stopped = self.stop_event.wait(0.05)
-                else:  # a storage fault is retried sooner (every 50 ms, as before)
-                    stopped = self.stop_event.wait(0.05 if self._faults else 1.0, also=(exited,))
+                else:  # a failed state write: wake when its retry is due (STORAGE_RETRY_S)
+                    due = self._retry_at - time.monotonic() if "state" in self._faults else 1.0
+                    stopped = self.stop_event.wait(min(1.0, max(0.05, due)), also=(exited,))
                 if stopped:
                     return None
         finally:
