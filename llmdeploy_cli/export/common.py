@@ -222,12 +222,12 @@ def prepare(
     if bind_all:
         notes += _without_host_runtime(data)
     profile = profile_from_data(data, smap, Path(path))
+    from contextlib import nullcontext
+
     from llmdeploy_cli.engine_env import without_installed_envs
 
-    if bind_all:  # a container runs its image's executable: no engine env of this machine
-        with without_installed_envs():
-            r = resolve_profile(profile, render_env, engine_version=opts.engine_version)
-    else:
+    # a container runs its image's executable: no engine env of this machine
+    with without_installed_envs() if bind_all else nullcontext():
         r = resolve_profile(profile, render_env, engine_version=opts.engine_version)
     plan = r.plan
     server = plan.server
