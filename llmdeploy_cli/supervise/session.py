@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from llmdeploy_cli.errors import ENGINE_KEYS, LlmctlError, NotReadyError, PreflightError
 from llmdeploy_cli.supervise import state as st_mod
@@ -471,21 +471,9 @@ class ServeSession:
             self.log.note(f"failed: {err.message}")
 
 
-def _error_doc(err: Any) -> dict:
-    doc = {
-        "code": int(getattr(err, "code", 1)),
-        "kind": getattr(err, "kind", "runtime"),
-        "message": getattr(err, "message", str(err)),
-    }
-    if getattr(err, "hint", None):
-        doc["hint"] = err.hint
-    if getattr(err, "details", None):
-        doc["details"] = [d.as_dict() if hasattr(d, "as_dict") else d for d in err.details]
-    for key, attr in ENGINE_KEYS:
-        value = getattr(err, attr, None)
-        if value not in (None, "", []):
-            doc[key] = list(value) if key == "log_tail" else value
-    return doc
+def _error_doc(err: LlmctlError) -> dict:
+    """The state's error document: the error envelope's body (what `--json` prints)."""
+    return err.envelope()["error"]
 
 
 def _port_of(url: str) -> int | None:
