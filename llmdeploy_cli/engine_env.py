@@ -1,9 +1,10 @@
-"""Where an engine lives and which version it is, found without running it (docs/design.md §9).
+"""Where an engine lives and which version it is, found without starting it (docs/design.md §9).
 
 Order: the distribution's dist-info in the engine's environment (runtime.venv, conda env,
 the venv around runtime.executable, the env `llmctl engine install` made when the profile
-has no runtime section, or the executable on PATH), else the profile's pinned
-runtime.engine_version, else the newest version llmctl knows, with a warning.
+has no runtime section, or the executable on PATH), else the binary's own answer for a
+backend that declares how to ask it (`version_argv`: `ollama -v`), else the profile's
+pinned runtime.engine_version, else the newest version llmctl knows, with a warning.
 """
 
 from __future__ import annotations
