@@ -38,7 +38,7 @@ Seconds = Annotated[float, Field(ge=0)]
 def _size(v):
     """A memory size: bytes as a number, or text such as 24GiB / 512MiB."""
     from llmdeploy_cli.errors import UsageError
-    from llmdeploy_cli.models.plan import parse_size
+    from llmdeploy_cli.models.units import parse_size
 
     if isinstance(v, bool):
         raise ValueError("a memory size is a number of bytes or text such as 24GiB")

@@ -43,7 +43,7 @@ def devices(memory, gpus_found: list[int] | None = None) -> tuple[dict[str, int]
         out[HOST] = int(memory.host_ram)
     if memory.gpus == "auto":
         if gpus_found is None:
-            from llmdeploy_cli.models.plan import query_gpus
+            from llmdeploy_cli.models.gpus import query_gpus
 
             found, why = query_gpus()
             if why:

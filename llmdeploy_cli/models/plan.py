@@ -41,7 +41,6 @@ from typing import TYPE_CHECKING, Any
 from llmdeploy_cli.capabilities import Remedies
 from llmdeploy_cli.errors import UsageError
 from llmdeploy_cli.memory_rules import BudgetInputs, MemoryRule
-from llmdeploy_cli.models.gpus import query_gpus  # noqa: F401 - callers ask plan for the GPUs
 from llmdeploy_cli.models.remedies import keep_accepted, remedies_for, suggestion
 from llmdeploy_cli.models.shape import (
     ModelShape,
@@ -52,7 +51,7 @@ from llmdeploy_cli.models.shape import (
     quant_bytes,
     shape_from_config,
 )
-from llmdeploy_cli.models.units import DTYPE_BYTES, GiB, fmt_bytes, parse_size  # noqa: F401
+from llmdeploy_cli.models.units import DTYPE_BYTES, fmt_bytes
 
 if TYPE_CHECKING:  # pragma: no cover
     from llmdeploy_cli.models.inspect import ModelInfo
