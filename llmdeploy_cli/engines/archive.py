@@ -112,8 +112,7 @@ def build(recipe: Recipe, version: str, device: str, target: Path, emit) -> dict
 
     assert recipe.archive is not None
     url, sums_url, filename = urls(recipe.archive, version)
-    target.mkdir(parents=True)
-    (target / store.INSTALLING).write_text(f"{os.getpid()}\n")
+    store.begin(target)
     download = target / f".{filename}"
     emit(Event("step", f"downloading {url}"))
     got = _download(url, download, emit)

@@ -273,8 +273,7 @@ def _build(recipe, version, device, cfile, target: Path, tools: Tools, emit) -> 
                 )
             raise InstallError(f"{what} failed (exit {rc}): {first}", hint="\n".join(rest) or None)
 
-    target.mkdir(parents=True)
-    (target / store.INSTALLING).write_text(f"{os.getpid()}\n")
+    store.begin(target)
     cpath = target / "llmctl-constraints.txt"
     torch = recipe.torch.get(device)
     if cfile:

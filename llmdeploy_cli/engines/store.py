@@ -9,6 +9,7 @@ ENGINES_DIR is $LLMCTL_ENGINES_DIR, else STATE_DIR/engines. Nothing here spawns 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import time
@@ -80,6 +81,13 @@ def write_manifest(path: Path, doc: dict) -> None:
     from llmdeploy_cli.fsutil import atomic_write
 
     atomic_write(path / MANIFEST, json.dumps(doc, indent=2, sort_keys=True) + "\n")
+
+
+def begin(target: Path) -> None:
+    """The first step of an install: create the env's folder with the install marker (a
+    folder with the marker is never used; `finish` drops it)."""
+    target.mkdir(parents=True)
+    (target / INSTALLING).write_text(f"{os.getpid()}\n")
 
 
 def finish(target: Path, recipe, version: str, device: str, installer: str, **fields) -> dict:
@@ -179,8 +187,6 @@ def for_profile(
     engine `name` that holds `executable` in its bin/, for the profile's device (cpu or
     cuda); with `auto` or unset, the machine's device first, then the other. None: nothing
     fits (the executable is then looked up on PATH)."""
-    import os
-
     if not executable or os.sep in executable:
         return None
     cands = [e for e in installed(name, base) if os.access(e.path / "bin" / executable, os.X_OK)]
