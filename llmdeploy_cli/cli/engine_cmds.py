@@ -100,7 +100,7 @@ def install_cmd(
 @engine_app.command("list")
 def list_cmd(json_: JsonOpt = False) -> int:
     """Show installed engine environments (manifest and the version in their dist-info)."""
-    from llmdeploy_cli.engines import store
+    from llmdeploy_cli.engines import catalog, store
 
     envs = store.installed()
     partial = store.unfinished()
@@ -115,7 +115,7 @@ def list_cmd(json_: JsonOpt = False) -> int:
         return 0
     if not envs:
         info(f"no engines installed in {store.engines_dir()} (llmctl engine install NAME)")
-        info(f"engines: {ENGINES}")
+        info(f"engines: {', '.join(catalog.installable())}")
     else:
         rows = [("ENGINE", "VERSION", "DEVICE", "INSTALLED", "PYTHON", "INSTALLER", "PATH")]
         for e in envs:
@@ -134,7 +134,8 @@ def list_cmd(json_: JsonOpt = False) -> int:
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
         for r in rows:
             out("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1])
-        missing = sorted(set(ENGINES.split(", ")) - {e.name for e in envs})
+        # the engines with an install recipe (a plugin may declare none: NOT_SUPPORTED)
+        missing = sorted(set(catalog.installable()) - {e.name for e in envs})
         if missing:
             info(f"not installed: {', '.join(missing)} (llmctl engine install NAME)")
     for p in partial:
