@@ -1,6 +1,6 @@
 """Process groups: who is in one, whether it is still ours, and stopping it (SIGTERM, SIGKILL
-after the grace period, reap); how a process ended (its status in words). A leaf: the supervisor, the watchdog and the run records
-use it, and it imports nothing of llmctl.
+after the grace period, reap); how a process ended (its status in words). A leaf: the
+supervisor, the watchdog and the run records use it, and it imports nothing of llmctl.
 
 A pid is signalled only after its start time matches what was recorded (pids are reused).
 """
