@@ -286,6 +286,7 @@ class LmdeployBackend(Backend):
     context_limit = LMDEPLOY_CONTEXT
     # options.device other than cuda: Ascend, MetaX (maca), Cambricon (camb): no NVIDIA GPU
     non_nvidia_devices = ("options.device", frozenset(DEVICES) - {"cuda"})
+    refused_hints = REFUSED_HINTS
     supports = frozenset(
         {
             "model.served_name",
@@ -340,10 +341,7 @@ class LmdeployBackend(Backend):
             raise
 
     def check(self, profile: Profile, version: str) -> list[ProfileIssue]:
-        issues = []
-        for issue in super().check(profile, version):
-            issue.hint = REFUSED_HINTS.get(issue.key, issue.hint)
-            issues.append(issue)
+        issues = super().check(profile, version)
         m, r, s = profile.model, profile.resources, profile.server
         try:
             opts = self.Options.model_validate(profile.options)

@@ -223,6 +223,10 @@ class SglangBackend(Backend):
     card_limits = SGLANG_CARDS
     # Every common key but one: SGLang has no equivalent (see chunked_prefill_size).
     supports = COMMON_KEYS - {"resources.max_num_batched_tokens"}
+    refused_hints = {
+        "resources.max_num_batched_tokens": "SGLang has no per-step token budget like "
+        "vLLM's; remove it and use options.chunked_prefill_size or options.max_prefill_tokens"
+    }
     install_hint = (
         "python -m venv ~/.venvs/sglang && ~/.venvs/sglang/bin/pip install 'sglang[all]' "
         "(then set runtime.venv: ~/.venvs/sglang in the profile)"
@@ -257,12 +261,6 @@ class SglangBackend(Backend):
     # -- static side ----------------------------------------------------------------------
     def check(self, profile: Profile, version: str) -> list[ProfileIssue]:
         issues = super().check(profile, version)
-        for issue in issues:
-            if tuple(issue.loc) == ("resources", "max_num_batched_tokens"):
-                issue.hint = (
-                    "SGLang has no per-step token budget like vLLM's; remove it and use "
-                    "options.chunked_prefill_size or options.max_prefill_tokens"
-                )
         if profile.resources.kv_cache_dtype == "fp8":
             issues.append(
                 profile.issue(

@@ -148,6 +148,9 @@ class Backend:
     # Common profile keys this backend translates. A key set in the profile that is in
     # COMMON_KEYS but not here is refused, naming the backend (never silently dropped).
     supports: ClassVar[frozenset[str]] = frozenset()
+    # What to do instead, per refused common key (dotted): replaces the generic "remove it"
+    # hint, e.g. LMDeploy's gpu_memory_utilization -> options.cache_max_entry_count.
+    refused_hints: ClassVar[dict[str, str]] = {}
     install_hint: ClassVar[str] = ""
     # Default phase deadlines in seconds (start, load, completion); the profile overrides.
     timeouts: ClassVar[tuple[float, float, float]] = (600.0, 600.0, 300.0)
@@ -195,7 +198,9 @@ class Backend:
                 profile.issue(
                     loc,
                     f"backend '{self.name}' cannot honour this key",
-                    hint="remove it, or pass the engine's own flag in extra_args",
+                    hint=self.refused_hints.get(
+                        key, "remove it, or pass the engine's own flag in extra_args"
+                    ),
                 )
             )
         return issues

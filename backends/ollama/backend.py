@@ -89,6 +89,7 @@ class OllamaBackend(Backend):
         ),
         fewer_seqs=Remedy("resources.max_num_seqs"),
     )
+    refused_hints = HINTS
     supports = frozenset(
         {
             "model.served_name",
@@ -160,8 +161,6 @@ class OllamaBackend(Backend):
     # -- static side ----------------------------------------------------------------------
     def check(self, profile: Profile, version: str) -> list[ProfileIssue]:
         issues = super().check(profile, version)
-        for issue in issues:
-            issue.hint = HINTS.get(issue.key, issue.hint)
         issues += self._check_keys(profile)
         try:
             opts = self.options(profile)

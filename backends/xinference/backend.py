@@ -75,6 +75,7 @@ class XinferenceBackend(Backend):
         more_gpus=Remedy("resources.tensor_parallel"),
         shorter_context=Remedy("resources.max_model_len"),
     )
+    refused_hints = REFUSED_HINTS
     supports = frozenset(
         {
             "model.served_name",
@@ -179,10 +180,7 @@ class XinferenceBackend(Backend):
         return opts.auth if opts.auth is not None else bool(profile.server.api_key_env)
 
     def check(self, profile: Profile, version: str) -> list[ProfileIssue]:
-        issues = []
-        for issue in super().check(profile, version):
-            issue.hint = REFUSED_HINTS.get(issue.key, issue.hint)
-            issues.append(issue)
+        issues = super().check(profile, version)
         try:
             opts = self.Options.model_validate(profile.options)
         except Exception:  # reported by options()
