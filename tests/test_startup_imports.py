@@ -1,4 +1,5 @@
-"""`llmctl --help`, `render` and `validate` import no torch, no engine, no HTTP client."""
+"""`llmctl --help`, `render` and `validate` import no torch, no engine, no HTTP client or
+server (httpx; aiohttp and the async stack: uvloop, orjson, prometheus_client)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,10 @@ HEAVY = [
     "sglang",
     "numpy",
     "httpx",
+    "aiohttp",
+    "uvloop",
+    "orjson",
+    "prometheus_client",
     "tokenizers",
     "psutil",
 ]
