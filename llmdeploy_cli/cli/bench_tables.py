@@ -182,7 +182,9 @@ def gate_value(c: dict) -> str:
     text = f"{c['key']} {what} {sign}{v:.4g}{unit}"
     iv = c.get("interval")
     if iv:
-        text += f", 99% interval {iv[0]:+.3g}{unit} to {iv[1]:+.3g}{unit}"
+        from llmdeploy_cli.bench.noise import CONFIDENCE
+
+        text += f", {CONFIDENCE:.0%} interval {iv[0]:+.3g}{unit} to {iv[1]:+.3g}{unit}"
         if c.get("needed") and min(c.get("samples") or [0]) < c["needed"]:
             text += f" ({c['tail']} requests beyond it; {c['needed']} make it narrow)"
     elif c.get("no_samples"):
