@@ -124,6 +124,27 @@ def check_smoke(r) -> None:
     assert doc["smoke"]["ok"] is True, doc
 
 
+# Xinference's actor pools (xoscar) pick their internal ports by probing for a free one and
+# bind them later: another of its own processes can take the port in between, and the
+# engine exits with "error while attempting to bind" from xoscar's socket server (seen once
+# in CI, on a port llmctl never chose). That race is Xinference's: one more start, and only
+# for that trace, keeps it from failing these tests; anything else fails at once.
+XOSCAR_PORT_RACE = ("xoscar/backends/communication/socket.py", "address already in use")
+
+
+def serve_detached(prof: Path, env: dict):
+    for attempt in (1, 2):
+        r = llmctl(
+            "serve", prof, "--detach", "--json", "--timeout", "600",
+            env=env, timeout=660,
+        )  # fmt: skip
+        out = r.stdout + r.stderr
+        if r.returncode == 0 or attempt == 2 or not all(m in out for m in XOSCAR_PORT_RACE):
+            return r
+        print(f"\n{prof.stem}: Xinference's internal port race (xoscar); starting once more")
+    return r
+
+
 def serve_smoke_stop(
     prof: Path,
     name: str,
@@ -139,10 +160,7 @@ def serve_smoke_stop(
     served = served or f"tiny-{name}"
 
     t0 = time.monotonic()
-    r = llmctl(
-        "serve", prof, "--detach", "--json", "--timeout", "600",
-        env=env, timeout=660,
-    )  # fmt: skip
+    r = serve_detached(prof, env)
     took = time.monotonic() - t0
     st = read_state(name, state_dir)
     try:
